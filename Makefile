@@ -1,0 +1,44 @@
+# Wasmbed build entry points. `make help` lists them.
+GO        ?= go
+BIN       ?= bin
+FUZZTIME  ?= 20s
+BENCHTIME ?= 1s
+PKGS      := ./...
+
+.PHONY: help build test vet fmt-check run bench fuzz apps clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+build: ## build every binary into bin/
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+fmt-check: ## fail when any Go file is not gofmt-formatted
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet: ## go vet over everything
+	$(GO) vet $(PKGS)
+
+test: fmt-check vet ## formatting, vet and every test under the race detector
+	$(GO) test -race -count=1 $(PKGS)
+
+run: build ## run the system (see README: the loopback demo until the daemon lands)
+	$(BIN)/wasmbed-demo
+
+bench: ## benchmarks; figures go to docs/benchmarks.md
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./gateway/... ./firmware/...
+
+fuzz: ## run every fuzz target for FUZZTIME each
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+apps: ## rebuild the sample WebAssembly apps in testdata/apps
+	$(MAKE) -C testdata/apps
+
+clean: ## remove build output
+	rm -rf $(BIN)

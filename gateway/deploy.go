@@ -1,0 +1,295 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"wasmbed.io/wasmbed/gateway/protocol"
+)
+
+// Module is a WebAssembly module to deploy as one version of an app.
+type Module struct {
+	App     string
+	Version string
+	SHA256  []byte // of Data, as the owner stored it; the device verifies it
+	Data    []byte
+	Limits  protocol.Limits
+}
+
+// DeployError is a deployment the device refused or failed.
+type DeployError struct {
+	Device, App, Version string
+	Reason               string
+}
+
+func (e *DeployError) Error() string {
+	return fmt.Sprintf("deploy %s %s to %s: %s", e.App, e.Version, e.Device, e.Reason)
+}
+
+// desiredApp is what the owner asked a device to run for one app.
+type desiredApp struct {
+	mod    Module
+	prev   *Module // the version before, for Rollback
+	failed string  // the device failed this version; not retried until deployed again
+}
+
+type waitKey struct {
+	device, app, sha string
+}
+
+// Deploy makes mod the desired version of its app on device and waits until
+// the device runs it (or ran it to completion), fails it, or ctx ends. The
+// module is transferred in chunks when the device is (or next comes) online;
+// a transfer cut by a disconnect resumes from the device's last acked offset.
+// Deploying the version a device already runs installs nothing.
+func (g *Gateway) Deploy(ctx context.Context, device string, mod Module) error {
+	if mod.App == "" || mod.Version == "" || len(mod.SHA256) != 32 || len(mod.Data) == 0 {
+		return fmt.Errorf("deploy to %s: module needs app, version, a 32-byte sha256 and data", device)
+	}
+	key := waitKey{device, mod.App, string(mod.SHA256)}
+	ch := make(chan error, 1)
+	g.mu.Lock()
+	apps := g.desired[device]
+	if apps == nil {
+		apps = make(map[string]*desiredApp)
+		g.desired[device] = apps
+	}
+	d := apps[mod.App]
+	switch {
+	case d == nil:
+		apps[mod.App] = &desiredApp{mod: mod}
+	case bytes.Equal(d.mod.SHA256, mod.SHA256):
+		d.failed = ""
+	default:
+		prev := d.mod
+		apps[mod.App] = &desiredApp{mod: mod, prev: &prev}
+	}
+	g.waiters[key] = append(g.waiters[key], ch)
+	s := g.sessions[device]
+	g.mu.Unlock()
+	defer g.dropWaiter(key, ch)
+
+	if s != nil {
+		if a, ok := s.app(mod.App); ok && bytes.Equal(a.SHA256, mod.SHA256) && settled(a.State) {
+			return appOutcome(device, a)
+		}
+		s.poke()
+	}
+	select {
+	case err := <-ch:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("deploy %s %s to %s: %w", mod.App, mod.Version, device, ctx.Err())
+	}
+}
+
+func (g *Gateway) dropWaiter(key waitKey, ch chan error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	ws := g.waiters[key]
+	for i, w := range ws {
+		if w == ch {
+			ws = append(ws[:i], ws[i+1:]...)
+			break
+		}
+	}
+	if len(ws) == 0 {
+		delete(g.waiters, key)
+	} else {
+		g.waiters[key] = ws
+	}
+}
+
+// settled reports whether a deployment in this state has an outcome.
+func settled(s protocol.AppState) bool {
+	switch s {
+	case protocol.StateRunning, protocol.StateExited, protocol.StateFailed, protocol.StateStopped:
+		return true
+	}
+	return false
+}
+
+func appOutcome(device string, a protocol.AppInfo) error {
+	if a.State == protocol.StateFailed {
+		return &DeployError{Device: device, App: a.App, Version: a.Version, Reason: a.Reason}
+	}
+	return nil
+}
+
+// appChanged records a reported app state against what was desired and
+// wakes the Deploy calls waiting for it.
+func (g *Gateway) appChanged(device string, a protocol.AppInfo) {
+	if !settled(a.State) {
+		return
+	}
+	g.mu.Lock()
+	if d := g.desired[device][a.App]; d != nil && bytes.Equal(d.mod.SHA256, a.SHA256) && a.State == protocol.StateFailed {
+		d.failed = a.Reason
+	}
+	ws := g.waiters[waitKey{device, a.App, string(a.SHA256)}]
+	g.mu.Unlock()
+	err := appOutcome(device, a)
+	for _, w := range ws {
+		select {
+		case w <- err:
+		default:
+		}
+	}
+}
+
+// failDeploy ends the Deploy calls for d with reason and stops retrying it.
+func (g *Gateway) failDeploy(device string, d *desiredApp, reason string) {
+	g.appChanged(device, protocol.AppInfo{
+		App: d.mod.App, Version: d.mod.Version, SHA256: d.mod.SHA256,
+		State: protocol.StateFailed, Reason: reason,
+	})
+	g.mu.Lock()
+	d.failed = reason
+	g.mu.Unlock()
+}
+
+// reconcile sends each desired module the device does not report, on
+// connect and whenever poked, until the session ends.
+func (s *session) reconcile(ctx context.Context, log *slog.Logger) {
+	for {
+		for _, d := range s.g.pending(s) {
+			if err := s.transfer(ctx, d, log); err != nil {
+				if errors.Is(err, protocol.ErrClosed) || ctx.Err() != nil {
+					return
+				}
+				log.Info("deploy failed", "app", d.mod.App, "version", d.mod.Version, "err", err)
+				s.g.failDeploy(s.device, d, err.Error())
+			}
+		}
+		select {
+		case <-s.kick:
+		case <-s.conn.Done():
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// pending lists the desired apps whose module the device does not hold.
+func (g *Gateway) pending(s *session) []*desiredApp {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out []*desiredApp
+	for name, d := range g.desired[s.device] {
+		if d.failed != "" {
+			continue
+		}
+		if a, ok := s.app(name); ok && bytes.Equal(a.SHA256, d.mod.SHA256) && a.State != protocol.StateTransferring {
+			continue
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// transfer sends one module: the manifest, then chunks from the offset the
+// device reports, each acked before the next (spec section "Module
+// transfer"). The device verifies and starts it and reports with AppStatus.
+func (s *session) transfer(ctx context.Context, d *desiredApp, log *slog.Logger) error {
+	mod := d.mod
+	rctx, cancel := context.WithTimeout(ctx, s.g.cfg.RequestTimeout)
+	r, err := s.conn.Request(rctx, protocol.TypeDeploy, &protocol.Deploy{
+		App: mod.App, Version: mod.Version, SHA256: mod.SHA256, Size: uint64(len(mod.Data)), Limits: mod.Limits,
+	})
+	cancel()
+	if err != nil {
+		return err
+	}
+	st, ok := r.Body.(*protocol.DeployStatus)
+	if !ok {
+		return fmt.Errorf("device answered deploy with %s", r.Type)
+	}
+	if st.State != protocol.StateTransferring {
+		return nil // installed already; the device reports its state
+	}
+	total := uint64(len(mod.Data))
+	off := st.Received
+	if off > total {
+		return fmt.Errorf("device holds %d bytes of a %d byte module", off, total)
+	}
+	if off > 0 {
+		log.Info("transfer resumed", "app", mod.App, "offset", off)
+	}
+	lastEvent := time.Time{}
+	for off < total {
+		end := min(off+uint64(s.g.cfg.ChunkSize), total)
+		rctx, cancel := context.WithTimeout(ctx, s.g.cfg.RequestTimeout)
+		_, err := s.conn.Request(rctx, protocol.TypeChunk, &protocol.Chunk{
+			App: mod.App, SHA256: mod.SHA256, Offset: off, Data: mod.Data[off:end],
+		})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("chunk at %d: %w", off, err)
+		}
+		off = end
+		if now := time.Now(); off == total || now.Sub(lastEvent) > 100*time.Millisecond {
+			lastEvent = now
+			s.g.publish(Event{Type: EventProgress, Device: s.device, Sent: off, Total: total, App: &protocol.AppInfo{
+				App: mod.App, Version: mod.Version, SHA256: mod.SHA256, State: protocol.StateTransferring, Received: off,
+			}})
+		}
+	}
+	return nil
+}
+
+// command sends a Start, Stop or Rollback for app to device and waits for
+// the ack.
+func (g *Gateway) command(ctx context.Context, device string, t protocol.Type, app string) error {
+	s := g.session(device)
+	if s == nil {
+		return fmt.Errorf("%s %s on %s: %w", t, app, device, ErrNotConnected)
+	}
+	ctx, cancel := context.WithTimeout(ctx, g.cfg.RequestTimeout)
+	defer cancel()
+	if _, err := s.conn.Request(ctx, t, &protocol.AppRef{App: app}); err != nil {
+		return fmt.Errorf("%s %s on %s: %w", t, app, device, err)
+	}
+	return nil
+}
+
+// Start starts an installed app that is stopped, exited or failed.
+func (g *Gateway) Start(ctx context.Context, device, app string) error {
+	return g.command(ctx, device, protocol.TypeStart, app)
+}
+
+// Stop stops a running app; it stays installed.
+func (g *Gateway) Stop(ctx context.Context, device, app string) error {
+	return g.command(ctx, device, protocol.TypeStop, app)
+}
+
+// Rollback makes the device run the app's previous version again and makes
+// that version the desired one.
+func (g *Gateway) Rollback(ctx context.Context, device, app string) error {
+	if err := g.command(ctx, device, protocol.TypeRollback, app); err != nil {
+		return err
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if d := g.desired[device][app]; d != nil {
+		if d.prev != nil {
+			g.desired[device][app] = &desiredApp{mod: *d.prev}
+		} else {
+			delete(g.desired[device], app)
+		}
+	}
+	return nil
+}
+
+// SendConsole sends operator input to device's console.
+func (g *Gateway) SendConsole(device string, data []byte) error {
+	s := g.session(device)
+	if s == nil {
+		return fmt.Errorf("console of %s: %w", device, ErrNotConnected)
+	}
+	return s.conn.Notify(protocol.TypeConsole, &protocol.Console{Data: data})
+}

@@ -1,0 +1,313 @@
+package protocol
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrClosed is returned by Request and Send once the session has ended.
+var ErrClosed = errors.New("session closed")
+
+// ErrEnd, returned by a Handler, ends the session without an error notice;
+// Serve then returns nil.
+var ErrEnd = errors.New("end of session")
+
+// Backoff is the retry schedule of Request (spec section "Acks and
+// retries"): the first retransmission after Initial, each later one after
+// twice the previous wait up to Max, with ±20% jitter; all bounded by the
+// request's context.
+type Backoff struct {
+	Initial time.Duration
+	Max     time.Duration
+}
+
+// DefaultBackoff suits a stream transport, where a retransmission only
+// helps when the peer lost a message to a restart.
+var DefaultBackoff = Backoff{Initial: 2 * time.Second, Max: 16 * time.Second}
+
+// Next returns the wait after d; d == 0 gives the first wait.
+func (b Backoff) Next(d time.Duration) time.Duration {
+	if d == 0 {
+		return b.Initial
+	}
+	return min(2*d, b.Max)
+}
+
+// Jitter spreads d by ±20% so that many peers do not retry in step.
+func Jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return d
+	}
+	return d - d/5 + rand.N(2*d/5+1)
+}
+
+// ConnConfig tunes a Conn. Zero values take the defaults named.
+type ConnConfig struct {
+	MaxFrame     int           // largest frame accepted; MaxFrame
+	ReadTimeout  time.Duration // longest silence before Serve fails; 0 = none
+	WriteTimeout time.Duration // deadline of one frame write; 10s
+	Backoff      Backoff       // retries of Request; DefaultBackoff
+}
+
+// Conn is one protocol session over a byte stream (normally a *tls.Conn).
+// Serve reads and dispatches; Send, Reply and Request may be called from any
+// goroutine while Serve runs. Close ends the session and the stream.
+type Conn struct {
+	nc  net.Conn
+	cfg ConnConfig
+
+	wmu    sync.Mutex
+	nextID atomic.Uint64
+
+	mu          sync.Mutex
+	pending     map[uint64]chan *Message
+	closed      bool
+	done        chan struct{}
+	version     atomic.Uint32
+	readTimeout atomic.Int64
+}
+
+// NewConn wraps nc. The Conn owns nc from then on.
+func NewConn(nc net.Conn, cfg ConnConfig) *Conn {
+	if cfg.MaxFrame <= 0 {
+		cfg.MaxFrame = MaxFrame
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 10 * time.Second
+	}
+	if cfg.Backoff.Initial <= 0 {
+		cfg.Backoff = DefaultBackoff
+	}
+	c := &Conn{nc: nc, cfg: cfg, pending: make(map[uint64]chan *Message), done: make(chan struct{})}
+	c.version.Store(Version)
+	c.readTimeout.Store(int64(cfg.ReadTimeout))
+	return c
+}
+
+// SetReadTimeout changes the longest silence Serve accepts, from the next
+// read on; 0 means none.
+func (c *Conn) SetReadTimeout(d time.Duration) { c.readTimeout.Store(int64(d)) }
+
+// NetConn returns the underlying stream, e.g. to read TLS state.
+func (c *Conn) NetConn() net.Conn { return c.nc }
+
+// Done is closed when the session has ended.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// SetVersion sets the version stamped on outgoing envelopes after
+// negotiation.
+func (c *Conn) SetVersion(v uint16) { c.version.Store(uint32(v)) }
+
+// Close ends the session: pending requests fail with ErrClosed and the
+// stream is closed. It is safe to call more than once.
+func (c *Conn) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	close(c.done)
+	c.mu.Unlock()
+	return c.nc.Close()
+}
+
+// CloseWithError sends err to the peer as an error notice (best effort,
+// bounded by a short deadline) and closes the session.
+func (c *Conn) CloseWithError(err error) error {
+	_ = c.send(&Message{Type: TypeError, Body: errorBody(err)}, time.Second)
+	return c.Close()
+}
+
+func errorBody(err error) *Error {
+	var pe *Error
+	if errors.As(err, &pe) {
+		return pe
+	}
+	return &Error{Code: CodeInternal, Text: err.Error()}
+}
+
+// Send writes m, giving it a fresh ID when it has none. The message is not
+// tracked for a reply; use Request for that.
+func (c *Conn) Send(m *Message) error {
+	if m.ID == 0 && m.Re == 0 {
+		m.ID = c.nextID.Add(1)
+	}
+	return c.send(m, c.cfg.WriteTimeout)
+}
+
+// Notify sends a message of type t that expects no reply.
+func (c *Conn) Notify(t Type, body any) error {
+	return c.Send(&Message{Type: t, Body: body})
+}
+
+// Reply answers req with a message of type t.
+func (c *Conn) Reply(req *Message, t Type, body any) error {
+	return c.send(&Message{Type: t, ID: c.nextID.Add(1), Re: req.ID, Body: body}, c.cfg.WriteTimeout)
+}
+
+// ReplyError answers req with an error message; err's *Error code is kept,
+// any other error becomes CodeInternal.
+func (c *Conn) ReplyError(req *Message, err error) error {
+	return c.Reply(req, TypeError, errorBody(err))
+}
+
+func (c *Conn) send(m *Message, timeout time.Duration) error {
+	if m.Version == 0 {
+		m.Version = uint16(c.version.Load())
+	}
+	b, err := Encode(m)
+	if err != nil {
+		return err
+	}
+	if len(b) > c.cfg.MaxFrame {
+		return fmt.Errorf("send %s: %d bytes exceed the %d byte frame limit", m.Type, len(b), c.cfg.MaxFrame)
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	select {
+	case <-c.done:
+		return ErrClosed
+	default:
+	}
+	_ = c.nc.SetWriteDeadline(time.Now().Add(timeout))
+	if err := WriteFrame(c.nc, b); err != nil {
+		return fmt.Errorf("send %s: %w", m.Type, err)
+	}
+	return nil
+}
+
+// Request sends a message of type t and waits for its reply, retransmitting
+// the same message (same ID) on the Backoff schedule until a reply arrives
+// or ctx ends. A reply of TypeError is returned as its *Error.
+func (c *Conn) Request(ctx context.Context, t Type, body any) (*Message, error) {
+	m := &Message{Type: t, ID: c.nextID.Add(1), Body: body}
+	ch := make(chan *Message, 1)
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, ErrClosed
+	}
+	c.pending[m.ID] = ch
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.pending, m.ID)
+		c.mu.Unlock()
+	}()
+
+	var wait time.Duration
+	for {
+		if err := c.send(m, c.cfg.WriteTimeout); err != nil {
+			return nil, err
+		}
+		wait = c.cfg.Backoff.Next(wait)
+		timer := time.NewTimer(Jitter(wait))
+		select {
+		case r := <-ch:
+			timer.Stop()
+			if e, ok := r.Body.(*Error); ok {
+				return r, e
+			}
+			return r, nil
+		case <-c.done:
+			timer.Stop()
+			return nil, ErrClosed
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, fmt.Errorf("%s %d unanswered: %w", t, m.ID, ctx.Err())
+		case <-timer.C:
+		}
+	}
+}
+
+// Handler processes one message that is not a reply. It runs on the Serve
+// goroutine: slow work belongs in a goroutine of its own. A non-nil error
+// ends the session after it is sent to the peer.
+type Handler func(*Message) error
+
+// Serve reads messages until the stream ends, ctx is cancelled or h fails.
+// Replies go to the Request waiting for them (late duplicates are dropped);
+// a message of an unknown type is answered with an error and skipped; a
+// malformed or oversize frame is answered with an error notice and ends the
+// session. Serve closes the Conn before it returns; it returns nil when the
+// peer closed cleanly or ctx was cancelled.
+func (c *Conn) Serve(ctx context.Context, h Handler) error {
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	defer c.Close()
+	fr := NewFrameReader(c.nc, c.cfg.MaxFrame)
+	for {
+		if d := time.Duration(c.readTimeout.Load()); d > 0 {
+			_ = c.nc.SetReadDeadline(time.Now().Add(d))
+		}
+		frame, err := fr.Next()
+		if err != nil {
+			var pe *Error
+			switch {
+			case errors.As(err, &pe):
+				_ = c.CloseWithError(pe)
+				return err
+			case errors.Is(err, io.EOF), ctx.Err() != nil, c.isClosed():
+				return nil
+			default:
+				return fmt.Errorf("read frame: %w", err)
+			}
+		}
+		m, err := Decode(frame)
+		if err != nil {
+			if m != nil && CodeOf(err) == CodeUnsupportedType {
+				if m.Re == 0 {
+					_ = c.ReplyError(m, err)
+				}
+				continue
+			}
+			_ = c.CloseWithError(err)
+			return err
+		}
+		if m.Re != 0 {
+			c.deliver(m)
+			continue
+		}
+		if e, ok := m.Body.(*Error); ok {
+			// An error that answers nothing is the peer's last word.
+			return fmt.Errorf("peer ended the session: %w", e)
+		}
+		if err := h(m); err != nil {
+			if errors.Is(err, ErrEnd) {
+				return nil
+			}
+			// Answer the message that failed, then end the session.
+			_ = c.send(&Message{Type: TypeError, ID: c.nextID.Add(1), Re: m.ID, Body: errorBody(err)}, time.Second)
+			return err
+		}
+	}
+}
+
+func (c *Conn) isClosed() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (c *Conn) deliver(m *Message) {
+	c.mu.Lock()
+	ch, ok := c.pending[m.Re]
+	c.mu.Unlock()
+	if ok {
+		select {
+		case ch <- m:
+		default: // a reply to a retransmission; the first one won
+		}
+	}
+}

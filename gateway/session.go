@@ -1,0 +1,287 @@
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net"
+	"slices"
+	"sync"
+	"time"
+
+	"wasmbed.io/wasmbed/gateway/pki"
+	"wasmbed.io/wasmbed/gateway/protocol"
+)
+
+// SessionInfo describes a device's live session.
+type SessionInfo struct {
+	Device       string
+	Board        string
+	Firmware     string
+	Capabilities []string
+	Remote       string
+	Version      uint16 // negotiated protocol version
+	ConnectedAt  time.Time
+	LastSeen     time.Time     // last frame received
+	RTT          time.Duration // heartbeat round trip as measured by the device
+	CertSerial   string        // hex
+	CertExpiry   time.Time
+	Apps         []protocol.AppInfo // sorted by app name
+}
+
+// session is one authenticated device connection after hello.
+type session struct {
+	g      *Gateway
+	conn   *protocol.Conn
+	device string
+	serial *big.Int
+	kick   chan struct{} // reconcile trigger, capacity 1
+
+	mu   sync.Mutex
+	info SessionInfo
+	apps map[string]protocol.AppInfo
+}
+
+func (s *session) snapshot() SessionInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	info := s.info
+	info.Capabilities = slices.Clone(info.Capabilities)
+	info.Apps = make([]protocol.AppInfo, 0, len(s.apps))
+	for _, a := range s.apps {
+		info.Apps = append(info.Apps, a)
+	}
+	slices.SortFunc(info.Apps, func(a, b protocol.AppInfo) int { return compareStrings(a.App, b.App) })
+	return info
+}
+
+func compareStrings(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func (s *session) app(name string) (protocol.AppInfo, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, ok := s.apps[name]
+	return a, ok
+}
+
+func (s *session) setApp(a protocol.AppInfo) {
+	s.mu.Lock()
+	s.apps[a.App] = a
+	s.mu.Unlock()
+}
+
+// poke asks the session's reconciler to compare desired and reported apps.
+func (s *session) poke() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// handle runs one connection from TLS handshake to close.
+func (g *Gateway) handle(ctx context.Context, nc net.Conn) {
+	log := g.log.With("remote", nc.RemoteAddr().String())
+	tc := tls.Server(nc, g.tls)
+	// The handshake and the first message share one deadline, so that a
+	// peer that connects and says nothing holds nothing for long.
+	_ = nc.SetDeadline(time.Now().Add(g.cfg.HandshakeTimeout))
+	hctx, cancel := context.WithTimeout(ctx, g.cfg.HandshakeTimeout)
+	err := tc.HandshakeContext(hctx)
+	cancel()
+	if err != nil {
+		log.Info("handshake refused", "err", err)
+		tc.Close()
+		return
+	}
+	_ = nc.SetDeadline(time.Time{})
+	conn := protocol.NewConn(tc, protocol.ConnConfig{
+		ReadTimeout: g.cfg.HeartbeatTimeout,
+		Backoff:     g.cfg.Backoff,
+	})
+	state := tc.ConnectionState()
+	if len(state.PeerCertificates) == 0 {
+		err = conn.Serve(ctx, g.enrollHandler(conn, log))
+		if err != nil {
+			log.Info("enrollment session ended", "err", err)
+		}
+		return
+	}
+	leaf := state.PeerCertificates[0]
+	device, err := g.cfg.Authority.CheckDevice(leaf)
+	if err != nil {
+		log.Info("device certificate refused", "serial", fmt.Sprintf("%x", leaf.SerialNumber), "err", err)
+		code := protocol.CodeUnauthenticated
+		if errors.Is(err, pki.ErrRevoked) {
+			code = protocol.CodeRevoked
+		}
+		conn.CloseWithError(protocol.Errorf(code, "certificate %x: %v", leaf.SerialNumber, err))
+		return
+	}
+	s := &session{
+		g: g, conn: conn, device: device, serial: leaf.SerialNumber,
+		kick: make(chan struct{}, 1),
+		apps: make(map[string]protocol.AppInfo),
+		info: SessionInfo{
+			Device: device, Remote: nc.RemoteAddr().String(),
+			CertSerial: fmt.Sprintf("%x", leaf.SerialNumber), CertExpiry: leaf.NotAfter,
+		},
+	}
+	s.run(ctx, log.With("device", device))
+}
+
+// enrollHandler serves a session without a client certificate: it may only
+// enroll, and ends once the certificate is sent.
+func (g *Gateway) enrollHandler(conn *protocol.Conn, log *slog.Logger) protocol.Handler {
+	return func(m *protocol.Message) error {
+		req, ok := m.Body.(*protocol.EnrollRequest)
+		if !ok {
+			return protocol.Errorf(protocol.CodeUnauthenticated,
+				"%s needs a client certificate; without one a device may only enroll", m.Type)
+		}
+		device, cert, err := g.cfg.Authority.Enroll(req.Token, req.CSR)
+		if err != nil {
+			log.Info("enrollment refused", "err", err)
+			return protocol.Errorf(protocol.CodeEnrollRefused, "%v", err)
+		}
+		log.Info("device enrolled", "device", device)
+		if err := conn.Reply(m, protocol.TypeEnrollResponse, &protocol.EnrollResponse{
+			Device: device, Cert: cert, CA: g.cfg.Authority.CACert().Raw,
+		}); err != nil {
+			return err
+		}
+		return protocol.ErrEnd
+	}
+}
+
+// run serves an authenticated session until it ends.
+func (s *session) run(ctx context.Context, log *slog.Logger) {
+	g := s.g
+	hello := false
+	reason := "closed by device"
+	defer func() {
+		if hello && g.unregister(s) {
+			g.publish(Event{Type: EventOffline, Device: s.device, Reason: reason})
+			log.Info("device offline", "reason", reason)
+		}
+	}()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	err := s.conn.Serve(ctx, func(m *protocol.Message) error {
+		s.mu.Lock()
+		s.info.LastSeen = time.Now()
+		s.mu.Unlock()
+		if !hello {
+			if m.Type != protocol.TypeHello {
+				return protocol.Errorf(protocol.CodeUnexpected, "first message must be hello, got %s", m.Type)
+			}
+			if err := s.hello(m); err != nil {
+				return err
+			}
+			hello = true
+			g.register(s)
+			info := s.snapshot()
+			g.publish(Event{Type: EventOnline, Device: s.device, Session: &info})
+			log.Info("device online", "board", info.Board, "apps", len(info.Apps))
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s.reconcile(ctx, log)
+			}()
+			return nil
+		}
+		return s.dispatch(m, log)
+	})
+	switch {
+	case err == nil:
+	case isTimeout(err):
+		reason = "heartbeat timeout"
+	default:
+		reason = err.Error()
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// hello checks identity and version and answers with Welcome.
+func (s *session) hello(m *protocol.Message) error {
+	h := m.Body.(*protocol.Hello)
+	if h.Device != s.device {
+		return protocol.Errorf(protocol.CodeIdentityMismatch,
+			"hello names device %q but the certificate is for %q", h.Device, s.device)
+	}
+	if h.MinVersion > protocol.Version || h.MaxVersion < protocol.Version {
+		return protocol.Errorf(protocol.CodeUnsupportedVersion,
+			"device speaks versions %d..%d, gateway speaks %d", h.MinVersion, h.MaxVersion, protocol.Version)
+	}
+	now := time.Now()
+	s.mu.Lock()
+	s.info.Board, s.info.Firmware = h.Board, h.Firmware
+	s.info.Capabilities = h.Capabilities
+	s.info.Version = protocol.Version
+	s.info.ConnectedAt, s.info.LastSeen = now, now
+	for _, a := range h.Apps {
+		s.apps[a.App] = a
+	}
+	s.mu.Unlock()
+	s.conn.SetVersion(protocol.Version)
+	return s.conn.Reply(m, protocol.TypeWelcome, &protocol.Welcome{
+		Version:     protocol.Version,
+		HeartbeatMS: uint32(s.g.cfg.HeartbeatInterval / time.Millisecond),
+		TimeoutMS:   uint32(s.g.cfg.HeartbeatTimeout / time.Millisecond),
+		MaxFrame:    protocol.MaxFrame,
+		ServerTime:  now.UnixMilli(),
+	})
+}
+
+// dispatch handles one message of an established session.
+func (s *session) dispatch(m *protocol.Message, log *slog.Logger) error {
+	g := s.g
+	switch b := m.Body.(type) {
+	case *protocol.Heartbeat:
+		s.mu.Lock()
+		s.info.RTT = time.Duration(b.RTTMicro) * time.Microsecond
+		s.mu.Unlock()
+		return s.conn.Reply(m, protocol.TypeHeartbeatAck, &protocol.HeartbeatAck{ServerTime: time.Now().UnixMilli()})
+	case *protocol.AppInfo:
+		s.setApp(*b)
+		g.appChanged(s.device, *b)
+		g.publish(Event{Type: EventApp, Device: s.device, App: b, Reason: b.Reason})
+		log.Info("app state", "app", b.App, "version", b.Version, "state", b.State.String(), "reason", b.Reason)
+		return nil
+	case *protocol.DeployStatus:
+		info := protocol.AppInfo{App: b.App, Version: b.Version, SHA256: b.SHA256, State: b.State, Reason: b.Reason, Received: b.Received}
+		g.publish(Event{Type: EventProgress, Device: s.device, App: &info, Sent: b.Received})
+		return nil
+	case *protocol.Telemetry:
+		g.publish(Event{Type: EventTelemetry, Device: s.device, Telemetry: b})
+		return nil
+	case *protocol.Console:
+		g.publish(Event{Type: EventConsole, Device: s.device, Console: b})
+		return nil
+	case *protocol.RenewRequest:
+		cert, err := g.cfg.Authority.SignDeviceCSR(s.device, b.CSR)
+		if err != nil {
+			return s.conn.ReplyError(m, protocol.Errorf(protocol.CodeBadRequest, "renew: %v", err))
+		}
+		log.Info("certificate renewed")
+		return s.conn.Reply(m, protocol.TypeRenewResponse, &protocol.RenewResponse{Cert: cert})
+	case *protocol.Hello:
+		return protocol.Errorf(protocol.CodeUnexpected, "hello twice in one session")
+	default:
+		return s.conn.ReplyError(m, protocol.Errorf(protocol.CodeUnexpected, "%s is not sent by devices", m.Type))
+	}
+}

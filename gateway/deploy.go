@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"wasmbed.io/wasmbed/gateway/protocol"
 )
@@ -20,15 +19,20 @@ type Module struct {
 	Limits  protocol.Limits
 }
 
-// DeployError is a deployment the device refused or failed.
+// DeployError is a deployment the device refused or failed. Err, when
+// set, is the cause (often a *protocol.Error from the device).
 type DeployError struct {
 	Device, App, Version string
 	Reason               string
+	Err                  error
 }
 
 func (e *DeployError) Error() string {
 	return fmt.Sprintf("deploy %s %s to %s: %s", e.App, e.Version, e.Device, e.Reason)
 }
+
+// Unwrap returns the cause.
+func (e *DeployError) Unwrap() error { return e.Err }
 
 // desiredApp is what the owner asked a device to run for one app.
 type desiredApp struct {
@@ -141,15 +145,19 @@ func (g *Gateway) appChanged(device string, a protocol.AppInfo) {
 	}
 }
 
-// failDeploy ends the Deploy calls for d with reason and stops retrying it.
-func (g *Gateway) failDeploy(device string, d *desiredApp, reason string) {
-	g.appChanged(device, protocol.AppInfo{
-		App: d.mod.App, Version: d.mod.Version, SHA256: d.mod.SHA256,
-		State: protocol.StateFailed, Reason: reason,
-	})
+// failDeploy ends the Deploy calls for d with err and stops retrying it.
+func (g *Gateway) failDeploy(device string, d *desiredApp, err error) {
 	g.mu.Lock()
-	d.failed = reason
+	d.failed = err.Error()
+	ws := g.waiters[waitKey{device, d.mod.App, string(d.mod.SHA256)}]
 	g.mu.Unlock()
+	de := &DeployError{Device: device, App: d.mod.App, Version: d.mod.Version, Reason: err.Error(), Err: err}
+	for _, w := range ws {
+		select {
+		case w <- de:
+		default:
+		}
+	}
 }
 
 // reconcile sends each desired module the device does not report, on
@@ -162,7 +170,7 @@ func (s *session) reconcile(ctx context.Context, log *slog.Logger) {
 					return
 				}
 				log.Info("deploy failed", "app", d.mod.App, "version", d.mod.Version, "err", err)
-				s.g.failDeploy(s.device, d, err.Error())
+				s.g.failDeploy(s.device, d, err)
 			}
 		}
 		select {
@@ -220,7 +228,12 @@ func (s *session) transfer(ctx context.Context, d *desiredApp, log *slog.Logger)
 	if off > 0 {
 		log.Info("transfer resumed", "app", mod.App, "offset", off)
 	}
-	lastEvent := time.Time{}
+	progress := func(off uint64) {
+		s.g.publish(Event{Type: EventProgress, Device: s.device, Sent: off, Total: total, App: &protocol.AppInfo{
+			App: mod.App, Version: mod.Version, SHA256: mod.SHA256, State: protocol.StateTransferring, Received: off,
+		}})
+	}
+	progress(off)
 	for off < total {
 		end := min(off+uint64(s.g.cfg.ChunkSize), total)
 		rctx, cancel := context.WithTimeout(ctx, s.g.cfg.RequestTimeout)
@@ -232,12 +245,7 @@ func (s *session) transfer(ctx context.Context, d *desiredApp, log *slog.Logger)
 			return fmt.Errorf("chunk at %d: %w", off, err)
 		}
 		off = end
-		if now := time.Now(); off == total || now.Sub(lastEvent) > 100*time.Millisecond {
-			lastEvent = now
-			s.g.publish(Event{Type: EventProgress, Device: s.device, Sent: off, Total: total, App: &protocol.AppInfo{
-				App: mod.App, Version: mod.Version, SHA256: mod.SHA256, State: protocol.StateTransferring, Received: off,
-			}})
-		}
+		progress(off)
 	}
 	return nil
 }

@@ -264,7 +264,7 @@ func (s *session) dispatch(m *protocol.Message, log *slog.Logger) error {
 		return nil
 	case *protocol.DeployStatus:
 		info := protocol.AppInfo{App: b.App, Version: b.Version, SHA256: b.SHA256, State: b.State, Reason: b.Reason, Received: b.Received}
-		g.publish(Event{Type: EventProgress, Device: s.device, App: &info, Sent: b.Received})
+		g.publish(Event{Type: EventProgress, Device: s.device, App: &info, Sent: b.Received, Total: b.Received})
 		return nil
 	case *protocol.Telemetry:
 		g.publish(Event{Type: EventTelemetry, Device: s.device, Telemetry: b})

@@ -1,0 +1,207 @@
+package gateway_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"wasmbed.io/wasmbed/gateway"
+	"wasmbed.io/wasmbed/gateway/protocol"
+)
+
+// TestEndToEnd walks one device through its whole life on a real gateway:
+// enrollment with a token, reconnection with the issued certificate,
+// heartbeats, a chunked deploy that runs, telemetry and console coming back,
+// an update, a rollback, a stop, and a restart that resumes its apps.
+func TestEndToEnd(t *testing.T) {
+	tb := newTestbed(t, nil)
+	ctx := ctxT(t)
+	token, err := tb.ca.CreateToken("dev-1", 10*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := tb.events
+
+	// Enroll with the token, then come online with the certificate.
+	dev := tb.startDevice("dev-1", token, nil)
+	online := ev.waitFor(t, 0, "dev-1 online", isType("dev-1", gateway.EventOnline))
+	if online.Session.Board != "test-board" || online.Session.CertExpiry.IsZero() {
+		t.Errorf("online session = %+v, want board and certificate expiry", online.Session)
+	}
+	if _, err := os.Stat(filepath.Join(dev.dir, "device.crt")); err != nil {
+		t.Fatalf("enrollment left no certificate: %v", err)
+	}
+
+	// Heartbeats: the device reports the round trip it measured.
+	waitUntil(t, "heartbeat RTT reported", func() bool {
+		s, ok := tb.gw.Session("dev-1")
+		return ok && s.RTT > 0
+	})
+
+	// Reconnect: cut the session; the device comes back with its certificate
+	// (the token is spent, so it could not enroll again).
+	m := ev.mark()
+	tb.gw.Disconnect("dev-1", protocol.Errorf(protocol.CodeInternal, "test disconnect"))
+	ev.waitFor(t, m, "dev-1 offline", isType("dev-1", gateway.EventOffline))
+	ev.waitFor(t, m, "dev-1 online again", isType("dev-1", gateway.EventOnline))
+
+	// Deploy v1 in chunks (256-byte chunks: sensor.wasm takes several).
+	v1 := module(t, "sensor.wasm", "sensor", "1")
+	m = ev.mark()
+	if err := tb.gw.Deploy(ctx, "dev-1", v1); err != nil {
+		t.Fatalf("Deploy v1 = %v", err)
+	}
+	var last gateway.Event
+	for _, e := range ev.since(m) {
+		if e.Type == gateway.EventProgress && e.App.State == protocol.StateTransferring {
+			last = e
+		}
+	}
+	if last.Sent != uint64(len(v1.Data)) || last.Total != last.Sent {
+		t.Errorf("last transfer progress = %d/%d, want %d/%d", last.Sent, last.Total, len(v1.Data), len(v1.Data))
+	}
+	ev.waitFor(t, m, "temperature telemetry", telemetryHas("dev-1", "temperature"))
+	ev.waitFor(t, m, "sensor console line", consoleHas("dev-1", "sensor v1"))
+
+	// A WASI app: printf reaches the console; it runs once and exits.
+	m = ev.mark()
+	if err := tb.gw.Deploy(ctx, "dev-1", module(t, "hello.wasm", "hello", "1")); err != nil {
+		t.Fatalf("Deploy hello = %v", err)
+	}
+	ev.waitFor(t, m, "hello output", consoleHas("dev-1", "hello from wasmbed"))
+	ev.waitFor(t, m, "hello exited", appState("dev-1", "hello", "1", protocol.StateExited))
+
+	// Deploying the same app+version+sha256 again installs nothing.
+	m = ev.mark()
+	if err := tb.gw.Deploy(ctx, "dev-1", v1); err != nil {
+		t.Fatalf("Deploy v1 again = %v", err)
+	}
+	for _, e := range ev.since(m) {
+		if e.Type == gateway.EventProgress && e.App.App == "sensor" {
+			t.Fatalf("second deploy of the same module transferred it: %+v", e)
+		}
+	}
+
+	// Update to v2: its new value arrives and v1 is kept for rollback.
+	m = ev.mark()
+	if err := tb.gw.Deploy(ctx, "dev-1", module(t, "sensor-v2.wasm", "sensor", "2")); err != nil {
+		t.Fatalf("Deploy v2 = %v", err)
+	}
+	ev.waitFor(t, m, "humidity telemetry from v2", telemetryHas("dev-1", "humidity"))
+	if a := sessionApp(t, tb, "dev-1", "sensor"); a.Version != "2" || a.Previous != "1" {
+		t.Errorf("after update sensor = %+v, want version 2 with previous 1", a)
+	}
+
+	// Rollback to v1 without a transfer.
+	m = ev.mark()
+	if err := tb.gw.Rollback(ctx, "dev-1", "sensor"); err != nil {
+		t.Fatalf("Rollback = %v", err)
+	}
+	ev.waitFor(t, m, "v1 running after rollback", appState("dev-1", "sensor", "1", protocol.StateRunning))
+	ev.waitFor(t, m, "v1 console after rollback", consoleHas("dev-1", "sensor v1"))
+
+	// Stop.
+	m = ev.mark()
+	if err := tb.gw.Stop(ctx, "dev-1", "sensor"); err != nil {
+		t.Fatalf("Stop = %v", err)
+	}
+	ev.waitFor(t, m, "sensor stopped", appState("dev-1", "sensor", "1", protocol.StateStopped))
+	if err := tb.gw.Stop(ctx, "dev-1", "nope"); !errors.Is(err, &protocol.Error{Code: protocol.CodeUnknownApp}) {
+		t.Errorf("Stop of an unknown app = %v, want unknown-app", err)
+	}
+
+	// Start it again, then restart the device: it resumes from its state dir.
+	m = ev.mark()
+	if err := tb.gw.Start(ctx, "dev-1", "sensor"); err != nil {
+		t.Fatalf("Start = %v", err)
+	}
+	ev.waitFor(t, m, "sensor running again", appState("dev-1", "sensor", "1", protocol.StateRunning))
+	dev.stop()
+	m = ev.mark()
+	tb.startDeviceIn("dev-1", dev.dir, "", nil)
+	back := ev.waitFor(t, m, "dev-1 online after restart", isType("dev-1", gateway.EventOnline))
+	found := false
+	for _, a := range back.Session.Apps {
+		if a.App == "sensor" && a.Version == "1" && a.State == protocol.StateRunning && a.Previous == "2" {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("after restart the device reports %+v, want sensor 1 running with 2 kept", back.Session.Apps)
+	}
+	ev.waitFor(t, m, "telemetry after restart", telemetryHas("dev-1", "temperature"))
+}
+
+// TestTransferResumes cuts the session in the middle of a module transfer
+// and checks the transfer resumes from the device's last acked offset.
+func TestTransferResumes(t *testing.T) {
+	tb := newTestbed(t, func(c *gateway.Config) { c.ChunkSize = 1024 })
+	ctx := ctxT(t)
+	dir := tb.provision("dev-r")
+	tb.startDeviceIn("dev-r", dir, "", nil)
+	ev := tb.events
+	ev.waitFor(t, 0, "dev-r online", isType("dev-r", gateway.EventOnline))
+
+	cut := make(chan struct{})
+	ev.setHook(func(e gateway.Event) {
+		if e.Type == gateway.EventProgress && e.Sent >= 8<<10 {
+			select {
+			case <-cut:
+			default:
+				close(cut)
+				go tb.gw.Disconnect("dev-r", protocol.Errorf(protocol.CodeInternal, "test cut"))
+			}
+		}
+	})
+	m := ev.mark()
+	hello := module(t, "hello.wasm", "hello", "1")
+	if err := tb.gw.Deploy(ctx, "dev-r", hello); err != nil {
+		t.Fatalf("Deploy across a disconnect = %v", err)
+	}
+	ev.setHook(nil)
+	off := ev.waitFor(t, m, "dev-r offline", isType("dev-r", gateway.EventOffline))
+	var resumedAt uint64
+	seen := false
+	for _, e := range ev.since(m) {
+		if seen && e.Type == gateway.EventProgress && e.App.State == protocol.StateTransferring {
+			resumedAt = e.Sent
+			break
+		}
+		if e.Time.Equal(off.Time) && e.Type == gateway.EventOffline {
+			seen = true
+		}
+	}
+	if resumedAt < 8<<10 || resumedAt >= uint64(len(hello.Data)) {
+		t.Errorf("transfer after reconnect started at %d, want the acked offset (>= 8192 of %d)", resumedAt, len(hello.Data))
+	}
+	ev.waitFor(t, m, "hello output", consoleHas("dev-r", "hello from wasmbed"))
+}
+
+func sessionApp(t *testing.T, tb *testbed, device, app string) protocol.AppInfo {
+	t.Helper()
+	s, ok := tb.gw.Session(device)
+	if !ok {
+		t.Fatalf("%s has no session", device)
+	}
+	for _, a := range s.Apps {
+		if a.App == app {
+			return a
+		}
+	}
+	t.Fatalf("%s reports no app %s: %+v", device, app, s.Apps)
+	return protocol.AppInfo{}
+}
+
+// waitUntil polls cond until it holds, failing after waitLimit.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("never: %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -25,7 +25,7 @@ const waitLimit = 60 * time.Second
 // testbed is a real gateway on 127.0.0.1 with a CA made in the test, and the
 // devices the test starts against it.
 type testbed struct {
-	t      *testing.T
+	t      testing.TB
 	ca     *pki.Authority
 	gw     *gateway.Gateway
 	addr   string
@@ -33,7 +33,7 @@ type testbed struct {
 	clock  atomic.Int64 // offset of the CA's clock from now, nanoseconds
 }
 
-func newTestbed(t *testing.T, mutate func(*gateway.Config)) *testbed {
+func newTestbed(t testing.TB, mutate func(*gateway.Config)) *testbed {
 	t.Helper()
 	tb := &testbed{t: t, events: &eventLog{changed: make(chan struct{})}}
 	ca, err := pki.Open(filepath.Join(t.TempDir(), "pki"), pki.Options{

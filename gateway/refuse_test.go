@@ -212,7 +212,7 @@ func (tb *testbed) cert(name string) *tls.Certificate {
 	return certFrom(tb.t, tb.ca, name)
 }
 
-func certFrom(t *testing.T, ca *pki.Authority, name string) *tls.Certificate {
+func certFrom(t testing.TB, ca *pki.Authority, name string) *tls.Certificate {
 	t.Helper()
 	certPEM, keyPEM, err := ca.ProvisionDevice(name)
 	if err != nil {

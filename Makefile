@@ -24,8 +24,8 @@ vet: ## go vet over everything
 test: fmt-check vet ## formatting, vet and every test under the race detector
 	$(GO) test -race -count=1 $(PKGS)
 
-run: build ## run the system (see README: the loopback demo until the daemon lands)
-	$(BIN)/wasmbed-demo
+run: ## run the system; until the daemon lands, the device-path demo on loopback
+	$(GO) test -count=1 -v -run 'TestEndToEnd$$' ./gateway/
 
 bench: ## benchmarks; figures go to docs/benchmarks.md
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./gateway/... ./firmware/...
@@ -38,7 +38,7 @@ fuzz: ## run every fuzz target for FUZZTIME each
 	done
 
 apps: ## rebuild the sample WebAssembly apps in testdata/apps
-	$(MAKE) -C testdata/apps
+	$(MAKE) -B -C testdata/apps
 
 clean: ## remove build output
 	rm -rf $(BIN)

@@ -1,9 +1,13 @@
 package gateway_test
 
 import (
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -33,12 +37,16 @@ func TestEndToEnd(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dev.dir, "device.crt")); err != nil {
 		t.Fatalf("enrollment left no certificate: %v", err)
 	}
+	t.Logf("dev-1 enrolled with a one-time token and is online over mutual TLS 1.3 (certificate %s until %s)",
+		online.Session.CertSerial[:8], online.Session.CertExpiry.Format(time.DateOnly))
 
 	// Heartbeats: the device reports the round trip it measured.
 	waitUntil(t, "heartbeat RTT reported", func() bool {
 		s, ok := tb.gw.Session("dev-1")
 		return ok && s.RTT > 0
 	})
+	s, _ := tb.gw.Session("dev-1")
+	t.Logf("heartbeats flowing, round trip %v", s.RTT)
 
 	// Reconnect: cut the session; the device comes back with its certificate
 	// (the token is spent, so it could not enroll again).
@@ -46,6 +54,7 @@ func TestEndToEnd(t *testing.T) {
 	tb.gw.Disconnect("dev-1", protocol.Errorf(protocol.CodeInternal, "test disconnect"))
 	ev.waitFor(t, m, "dev-1 offline", isType("dev-1", gateway.EventOffline))
 	ev.waitFor(t, m, "dev-1 online again", isType("dev-1", gateway.EventOnline))
+	t.Logf("session cut; dev-1 reconnected with its certificate")
 
 	// Deploy v1 in chunks (256-byte chunks: sensor.wasm takes several).
 	v1 := module(t, "sensor.wasm", "sensor", "1")
@@ -62,8 +71,10 @@ func TestEndToEnd(t *testing.T) {
 	if last.Sent != uint64(len(v1.Data)) || last.Total != last.Sent {
 		t.Errorf("last transfer progress = %d/%d, want %d/%d", last.Sent, last.Total, len(v1.Data), len(v1.Data))
 	}
-	ev.waitFor(t, m, "temperature telemetry", telemetryHas("dev-1", "temperature"))
-	ev.waitFor(t, m, "sensor console line", consoleHas("dev-1", "sensor v1"))
+	tel := ev.waitFor(t, m, "temperature telemetry", telemetryHas("dev-1", "temperature"))
+	con := ev.waitFor(t, m, "sensor console line", consoleHas("dev-1", "sensor v1"))
+	t.Logf("sensor v1 (%d bytes) deployed in %d-byte chunks, verified and running: telemetry %v, console %q",
+		len(v1.Data), 256, tel.Telemetry.Values, strings.TrimSpace(string(con.Console.Data)))
 
 	// A WASI app: printf reaches the console; it runs once and exits.
 	m = ev.mark()
@@ -72,6 +83,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	ev.waitFor(t, m, "hello output", consoleHas("dev-1", "hello from wasmbed"))
 	ev.waitFor(t, m, "hello exited", appState("dev-1", "hello", "1", protocol.StateExited))
+	t.Logf("hello (WASI, C) printed to the console and exited")
 
 	// Deploying the same app+version+sha256 again installs nothing.
 	m = ev.mark()
@@ -89,7 +101,8 @@ func TestEndToEnd(t *testing.T) {
 	if err := tb.gw.Deploy(ctx, "dev-1", module(t, "sensor-v2.wasm", "sensor", "2")); err != nil {
 		t.Fatalf("Deploy v2 = %v", err)
 	}
-	ev.waitFor(t, m, "humidity telemetry from v2", telemetryHas("dev-1", "humidity"))
+	tel = ev.waitFor(t, m, "humidity telemetry from v2", telemetryHas("dev-1", "humidity"))
+	t.Logf("updated to sensor v2: telemetry %v", tel.Telemetry.Values)
 	if a := sessionApp(t, tb, "dev-1", "sensor"); a.Version != "2" || a.Previous != "1" {
 		t.Errorf("after update sensor = %+v, want version 2 with previous 1", a)
 	}
@@ -101,6 +114,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	ev.waitFor(t, m, "v1 running after rollback", appState("dev-1", "sensor", "1", protocol.StateRunning))
 	ev.waitFor(t, m, "v1 console after rollback", consoleHas("dev-1", "sensor v1"))
+	t.Logf("rolled back to sensor v1 without a transfer")
 
 	// Stop.
 	m = ev.mark()
@@ -108,6 +122,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("Stop = %v", err)
 	}
 	ev.waitFor(t, m, "sensor stopped", appState("dev-1", "sensor", "1", protocol.StateStopped))
+	t.Logf("sensor stopped")
 	if err := tb.gw.Stop(ctx, "dev-1", "nope"); !errors.Is(err, &protocol.Error{Code: protocol.CodeUnknownApp}) {
 		t.Errorf("Stop of an unknown app = %v, want unknown-app", err)
 	}
@@ -132,6 +147,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("after restart the device reports %+v, want sensor 1 running with 2 kept", back.Session.Apps)
 	}
 	ev.waitFor(t, m, "telemetry after restart", telemetryHas("dev-1", "temperature"))
+	t.Logf("device restarted from its state directory and resumed sensor v1")
 }
 
 // TestTransferResumes cuts the session in the middle of a module transfer
@@ -204,4 +220,50 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestRenewal gives a device a certificate with less than a third of its
+// lifetime left and checks it renews it over its session and uses the new
+// one on its next connection.
+func TestRenewal(t *testing.T) {
+	tb := newTestbed(t, nil)
+	tb.clock.Store(int64(-25 * 24 * time.Hour)) // 30-day certificate, 5 days left
+	dir := tb.provision("dev-old")
+	tb.clock.Store(0)
+	old := readCert(t, dir)
+	d := tb.startDeviceIn("dev-old", dir, "", nil)
+	tb.events.waitFor(t, 0, "dev-old online", isType("dev-old", gateway.EventOnline))
+	waitUntil(t, "certificate renewed", func() bool {
+		c := readCert(t, dir)
+		return c != nil && c.SerialNumber.Cmp(old.SerialNumber) != 0
+	})
+	renewed := readCert(t, dir)
+	if !renewed.NotAfter.After(old.NotAfter) || renewed.Subject.CommonName != "dev-old" {
+		t.Fatalf("renewed certificate %s until %v, want dev-old after %v", renewed.Subject.CommonName, renewed.NotAfter, old.NotAfter)
+	}
+	d.stop()
+	m := tb.events.mark()
+	tb.startDeviceIn("dev-old", dir, "", nil)
+	e := tb.events.waitFor(t, m, "dev-old back", isType("dev-old", gateway.EventOnline))
+	if e.Session.CertSerial != fmt.Sprintf("%x", renewed.SerialNumber) {
+		t.Errorf("reconnected with serial %s, want the renewed %x", e.Session.CertSerial, renewed.SerialNumber)
+	}
+}
+
+// readCert reads a state dir's certificate; nil while it is being replaced.
+func readCert(t *testing.T, dir string) *x509.Certificate {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "device.crt"))
+	if err != nil {
+		return nil
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return nil
+	}
+	c, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -1,0 +1,119 @@
+package pki
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Enrollment token text: tokenPrefix followed by tokenRandomBytes random
+// bytes in unpadded base64url (43 characters).
+const (
+	tokenPrefix      = "wbt_"
+	tokenRandomBytes = 32
+)
+
+var tokenLen = len(tokenPrefix) + base64.RawURLEncoding.EncodedLen(tokenRandomBytes)
+
+// CreateToken makes a one-time enrollment token bound to device, valid for
+// ttl from now. The token text is "wbt_" followed by 43 base64url characters
+// (32 random bytes); only its SHA-256 hash is persisted, so a lost token
+// cannot be recovered, only replaced. Several tokens may be outstanding for
+// one device.
+func (a *Authority) CreateToken(device string, ttl time.Duration) (string, error) {
+	if err := ValidDeviceName(device); err != nil {
+		return "", fmt.Errorf("create token: %w", err)
+	}
+	if ttl <= 0 {
+		return "", fmt.Errorf("create token for %s: lifetime %v is not positive", device, ttl)
+	}
+	var b [tokenRandomBytes]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("create token for %s: %w", device, err)
+	}
+	token := tokenPrefix + base64.RawURLEncoding.EncodeToString(b[:])
+	h := tokenHash(token)
+
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := a.now().UTC()
+	a.st.Tokens[h] = &tokenRecord{Device: device, Created: now, ExpiresAt: now.Add(ttl)}
+	if err := a.saveLocked(); err != nil {
+		delete(a.st.Tokens, h)
+		return "", fmt.Errorf("create token for %s: %w", device, err)
+	}
+	return token, nil
+}
+
+// Enroll consumes an enrollment token and signs the CSR (DER) for the
+// token's device, as SignDeviceCSR does. It returns the device name and the
+// certificate DER.
+//
+// Token problems are reported first, wrapping ErrTokenUnknown, ErrTokenUsed
+// or ErrTokenExpired (each matches ErrTokenInvalid); a token that is both
+// used and expired reports ErrTokenUsed. Then CSR problems wrap ErrBadCSR,
+// including a common name other than the token's device. The token is
+// consumed only when the certificate is issued and persisted, so a device
+// may retry with a corrected CSR. Concurrent calls with one token issue at
+// most one certificate.
+func (a *Authority) Enroll(token string, csrDER []byte) (device string, certDER []byte, err error) {
+	if !wellFormedToken(token) {
+		return "", nil, fmt.Errorf("enroll: %w", ErrTokenUnknown)
+	}
+	// The CSR is parsed and its signature verified before taking the lock;
+	// its error is reported only once the token has been accepted.
+	csr, csrErr := parseCSR(csrDER)
+	h := tokenHash(token)
+
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	rec := a.st.Tokens[h]
+	switch {
+	case rec == nil:
+		return "", nil, fmt.Errorf("enroll: %w", ErrTokenUnknown)
+	case !rec.UsedAt.IsZero():
+		return "", nil, fmt.Errorf("enroll device %s: %w", rec.Device, ErrTokenUsed)
+	}
+	now := a.now()
+	if !now.Before(rec.ExpiresAt) {
+		return "", nil, fmt.Errorf("enroll device %s: %w", rec.Device, ErrTokenExpired)
+	}
+	if csrErr == nil {
+		csrErr = checkCSRName(csr, rec.Device)
+	}
+	if csrErr != nil {
+		return "", nil, fmt.Errorf("enroll device %s: %w", rec.Device, csrErr)
+	}
+	der, serial, err := a.issueLocked(rec.Device, csr.PublicKey)
+	if err != nil {
+		return "", nil, fmt.Errorf("enroll device %s: %w", rec.Device, err)
+	}
+	rec.UsedAt = now.UTC()
+	if err := a.saveLocked(); err != nil {
+		rec.UsedAt = time.Time{}
+		delete(a.st.Issued, serial)
+		return "", nil, fmt.Errorf("enroll device %s: %w", rec.Device, err)
+	}
+	return rec.Device, der, nil
+}
+
+// wellFormedToken reports whether token has the shape CreateToken produces.
+func wellFormedToken(token string) bool {
+	if len(token) != tokenLen || !strings.HasPrefix(token, tokenPrefix) {
+		return false
+	}
+	b, err := base64.RawURLEncoding.Strict().DecodeString(token[len(tokenPrefix):])
+	return err == nil && len(b) == tokenRandomBytes
+}
+
+// tokenHash is the state key of a token: the hex SHA-256 of its text. Looking
+// tokens up by hash also keeps the lookup's timing independent of how much of
+// a guessed token is right.
+func tokenHash(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}

@@ -5,7 +5,9 @@ FUZZTIME  ?= 20s
 BENCHTIME ?= 1s
 PKGS      := ./...
 
-.PHONY: help build test vet fmt-check run bench fuzz apps clean
+CONTROLLER_GEN ?= $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.23.0
+
+.PHONY: help build test vet fmt-check run bench fuzz apps generate clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -39,6 +41,9 @@ fuzz: ## run every fuzz target for FUZZTIME each
 
 apps: ## rebuild the sample WebAssembly apps in testdata/apps
 	$(MAKE) -B -C testdata/apps
+
+generate: ## regenerate deep-copy methods of the resource types
+	$(CONTROLLER_GEN) object paths=./crds/...
 
 clean: ## remove build output
 	rm -rf $(BIN)

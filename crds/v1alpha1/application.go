@@ -1,0 +1,131 @@
+package v1alpha1
+
+import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+// Application is a WebAssembly module, in one version, rolled out to the
+// devices its target selects.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=app,categories=wasmbed
+// +kubebuilder:printcolumn:name="Version",type=string,JSONPath=`.spec.version`
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Targeted",type=integer,JSONPath=`.status.targeted`
+// +kubebuilder:printcolumn:name="Running",type=integer,JSONPath=`.status.running`
+// +kubebuilder:printcolumn:name="Failed",type=integer,JSONPath=`.status.failed`
+type Application struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   ApplicationSpec   `json:"spec"`
+	Status ApplicationStatus `json:"status,omitempty"`
+}
+
+// ApplicationSpec is the desired state of an Application.
+type ApplicationSpec struct {
+	// Module is the uploaded module to run.
+	Module ModuleRef `json:"module"`
+	// Version names this revision of the app, e.g. "1.2.0".
+	Version string  `json:"version"`
+	Target  Target  `json:"target"`
+	Rollout Rollout `json:"rollout,omitempty"`
+	Limits  Limits  `json:"limits,omitempty"`
+	// Paused holds the rollout where it is.
+	Paused bool `json:"paused,omitempty"`
+	// Stopped stops the app on every device.
+	Stopped bool `json:"stopped,omitempty"`
+}
+
+// ModuleRef names an uploaded module by content.
+type ModuleRef struct {
+	// +kubebuilder:validation:Pattern=`^[0-9a-f]{64}$`
+	SHA256 string `json:"sha256"`
+	Size   int64  `json:"size"`
+}
+
+// Target selects devices by name, by labels, or both (the union).
+type Target struct {
+	Devices  []string              `json:"devices,omitempty"`
+	Selector *metav1.LabelSelector `json:"selector,omitempty"`
+}
+
+// Rollout is how an Application reaches its devices.
+type Rollout struct {
+	// BatchSize is how many devices are updated at once; BatchPercent, when
+	// set, is the same as a percentage of the targeted devices. Both 0
+	// means all at once.
+	BatchSize    int32 `json:"batchSize,omitempty"`
+	BatchPercent int32 `json:"batchPercent,omitempty"`
+	// MaxFailures is how many devices may fail before the rollout stops and
+	// rolls back.
+	MaxFailures int32 `json:"maxFailures,omitempty"`
+	// HealthySeconds is how long an app must run without a trap to count as
+	// healthy.
+	HealthySeconds int32 `json:"healthySeconds,omitempty"`
+}
+
+// Limits bound the app on each device.
+type Limits struct {
+	MemoryPages       int32 `json:"memoryPages,omitempty"`
+	CallTimeoutMillis int32 `json:"callTimeoutMillis,omitempty"`
+	PeriodMillis      int32 `json:"periodMillis,omitempty"`
+}
+
+// ApplicationPhase summarizes a rollout.
+// +kubebuilder:validation:Enum=Pending;RollingOut;Running;Paused;Stopped;Failed;RolledBack
+type ApplicationPhase string
+
+// Application phases.
+const (
+	AppPending    ApplicationPhase = "Pending"
+	AppRollingOut ApplicationPhase = "RollingOut"
+	AppRunning    ApplicationPhase = "Running"
+	AppPaused     ApplicationPhase = "Paused"
+	AppStopped    ApplicationPhase = "Stopped"
+	AppFailed     ApplicationPhase = "Failed"
+	AppRolledBack ApplicationPhase = "RolledBack"
+)
+
+// ApplicationStatus is the reported state of an Application.
+type ApplicationStatus struct {
+	ObservedGeneration int64            `json:"observedGeneration,omitempty"`
+	Phase              ApplicationPhase `json:"phase,omitempty"`
+	Targeted           int32            `json:"targeted"`
+	Transferring       int32            `json:"transferring"`
+	Running            int32            `json:"running"`
+	Failed             int32            `json:"failed"`
+	// Devices is the per-device rollout state, sorted by device.
+	Devices []DeviceRollout `json:"devices,omitempty"`
+	// History lists the revisions rolled out, newest last, for rollback.
+	History []Revision `json:"history,omitempty"`
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// DeviceRollout is one device's part of a rollout.
+type DeviceRollout struct {
+	Device  string       `json:"device"`
+	Version string       `json:"version,omitempty"`
+	State   string       `json:"state"`
+	Reason  string       `json:"reason,omitempty"`
+	Since   *metav1.Time `json:"since,omitempty"`
+	// Progress is bytes transferred of the module.
+	Progress int64 `json:"progress,omitempty"`
+}
+
+// Revision is one version an Application has rolled out.
+type Revision struct {
+	Version string      `json:"version"`
+	Module  ModuleRef   `json:"module"`
+	Time    metav1.Time `json:"time"`
+}
+
+// ApplicationList is a list of Applications.
+//
+// +kubebuilder:object:root=true
+type ApplicationList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Application `json:"items"`
+}

@@ -27,7 +27,7 @@ type Event struct {
 	Session   *SessionInfo        // EventOnline
 	App       *protocol.AppInfo   // EventApp, EventProgress
 	Sent      uint64              // EventProgress: bytes acked by the device
-	Total     uint64              // EventProgress: module size
+	Total     uint64              // EventProgress: module size; 0 on statuses the device reports
 	Telemetry *protocol.Telemetry // EventTelemetry
 	Console   *protocol.Console   // EventConsole
 	Reason    string              // EventOffline, failed EventApp

@@ -105,8 +105,10 @@ func (g *Gateway) handle(ctx context.Context, nc net.Conn) {
 		return
 	}
 	_ = nc.SetDeadline(time.Time{})
+	// The first message must come within the handshake timeout too; after
+	// hello the heartbeat timeout applies.
 	conn := protocol.NewConn(tc, protocol.ConnConfig{
-		ReadTimeout: g.cfg.HeartbeatTimeout,
+		ReadTimeout: g.cfg.HandshakeTimeout,
 		Backoff:     g.cfg.Backoff,
 	})
 	state := tc.ConnectionState()
@@ -189,6 +191,7 @@ func (s *session) run(ctx context.Context, log *slog.Logger) {
 				return err
 			}
 			hello = true
+			s.conn.SetReadTimeout(g.cfg.HeartbeatTimeout)
 			g.register(s)
 			info := s.snapshot()
 			g.publish(Event{Type: EventOnline, Device: s.device, Session: &info})
@@ -264,7 +267,7 @@ func (s *session) dispatch(m *protocol.Message, log *slog.Logger) error {
 		return nil
 	case *protocol.DeployStatus:
 		info := protocol.AppInfo{App: b.App, Version: b.Version, SHA256: b.SHA256, State: b.State, Reason: b.Reason, Received: b.Received}
-		g.publish(Event{Type: EventProgress, Device: s.device, App: &info, Sent: b.Received, Total: b.Received})
+		g.publish(Event{Type: EventProgress, Device: s.device, App: &info, Sent: b.Received})
 		return nil
 	case *protocol.Telemetry:
 		g.publish(Event{Type: EventTelemetry, Device: s.device, Telemetry: b})

@@ -85,7 +85,15 @@ func (m *appManager) deploy(d *protocol.Deploy) (*protocol.DeployStatus, error) 
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if r := m.recs[d.App]; r != nil && r.Current.SHA256 == sha {
-		st.State = r.State // installed already: deploying twice installs once
+		// Installed already: deploying twice installs once. The same bytes
+		// under a new version name are relabelled, not installed again.
+		st.State = r.State
+		if r.Current.Version != d.Version {
+			r.Current.Version = d.Version
+			m.saveLocked()
+			info := r.info(d.App)
+			go m.a.send(protocol.TypeAppStatus, &info)
+		}
 		return st, nil
 	}
 	if _, err := os.Stat(m.a.state.modulePath(sha)); err == nil {
@@ -119,14 +127,15 @@ func (m *appManager) chunk(c *protocol.Chunk) error {
 	if t == nil || t.sha != hex.EncodeToString(c.SHA256) {
 		return protocol.Errorf(protocol.CodeBadRequest, "no transfer of that module for app %q: send deploy first", c.App)
 	}
+	if c.Offset > t.d.Size || uint64(len(c.Data)) > t.d.Size-c.Offset {
+		return protocol.Errorf(protocol.CodeBadRequest, "chunk of %d bytes at %d is past the module's %d bytes", len(c.Data), c.Offset, t.d.Size)
+	}
 	end := c.Offset + uint64(len(c.Data))
 	switch {
 	case end <= t.received:
 		return nil
 	case c.Offset != t.received:
 		return protocol.Errorf(protocol.CodeBadRequest, "chunk at offset %d, expected %d", c.Offset, t.received)
-	case end > t.d.Size:
-		return protocol.Errorf(protocol.CodeBadRequest, "chunk ends at %d, past the module's %d bytes", end, t.d.Size)
 	}
 	if err := m.a.state.appendPartial(t.sha, c.Offset, c.Data); err != nil {
 		return protocol.Errorf(protocol.CodeInternal, "store chunk: %v", err)
@@ -161,6 +170,10 @@ func (m *appManager) install(d protocol.Deploy) {
 	}
 	m.mu.Lock()
 	old := m.recs[d.App]
+	if old != nil && old.Current.SHA256 == sha {
+		m.mu.Unlock()
+		return // a second deploy of a module just installed
+	}
 	r := &appRecord{Current: version{Version: d.Version, SHA256: sha, Size: d.Size, Limits: d.Limits}}
 	if old != nil {
 		prev := old.Current

@@ -100,6 +100,9 @@ func Decode(b []byte) (*Message, error) {
 		return nil, Errorf(CodeMalformed, "envelope: %v", err)
 	}
 	m := &Message{Version: env.Version, Type: env.Type, ID: env.ID, Re: env.Re}
+	if env.Type == 0 {
+		return nil, Errorf(CodeMalformed, "envelope has no message type")
+	}
 	body := newBody(env.Type)
 	if body == nil {
 		return m, Errorf(CodeUnsupportedType, "message type %d", uint16(env.Type))

@@ -72,6 +72,7 @@ type Conn struct {
 	done        chan struct{}
 	version     atomic.Uint32
 	readTimeout atomic.Int64
+	seen        recent
 }
 
 // NewConn wraps nc. The Conn owns nc from then on.
@@ -148,9 +149,16 @@ func (c *Conn) Notify(t Type, body any) error {
 	return c.Send(&Message{Type: t, Body: body})
 }
 
-// Reply answers req with a message of type t.
+// Reply answers req with a message of type t. The reply is remembered, so
+// that a retransmission of req is answered with it again instead of being
+// handled twice.
 func (c *Conn) Reply(req *Message, t Type, body any) error {
-	return c.send(&Message{Type: t, ID: c.nextID.Add(1), Re: req.ID, Body: body}, c.cfg.WriteTimeout)
+	if req.ID == 0 {
+		return fmt.Errorf("reply %s: the message has no id to answer", t)
+	}
+	m := &Message{Type: t, ID: c.nextID.Add(1), Re: req.ID, Body: body}
+	c.seen.answer(req.ID, m)
+	return c.send(m, c.cfg.WriteTimeout)
 }
 
 // ReplyError answers req with an error message; err's *Error code is kept,
@@ -264,7 +272,7 @@ func (c *Conn) Serve(ctx context.Context, h Handler) error {
 		m, err := Decode(frame)
 		if err != nil {
 			if m != nil && CodeOf(err) == CodeUnsupportedType {
-				if m.Re == 0 {
+				if m.Re == 0 && m.ID != 0 {
 					_ = c.ReplyError(m, err)
 				}
 				continue
@@ -276,6 +284,16 @@ func (c *Conn) Serve(ctx context.Context, h Handler) error {
 			c.deliver(m)
 			continue
 		}
+		if m.ID != 0 {
+			if known, reply := c.seen.check(m.ID); known {
+				// A retransmission: answer it as before; if the first copy
+				// is still being handled its answer is on the way.
+				if reply != nil {
+					_ = c.send(reply, c.cfg.WriteTimeout)
+				}
+				continue
+			}
+		}
 		if e, ok := m.Body.(*Error); ok {
 			// An error that answers nothing is the peer's last word.
 			return fmt.Errorf("peer ended the session: %w", e)
@@ -285,7 +303,9 @@ func (c *Conn) Serve(ctx context.Context, h Handler) error {
 				return nil
 			}
 			// Answer the message that failed, then end the session.
-			_ = c.send(&Message{Type: TypeError, ID: c.nextID.Add(1), Re: m.ID, Body: errorBody(err)}, time.Second)
+			if m.ID != 0 {
+				_ = c.send(&Message{Type: TypeError, ID: c.nextID.Add(1), Re: m.ID, Body: errorBody(err)}, time.Second)
+			}
 			return err
 		}
 	}
@@ -309,5 +329,46 @@ func (c *Conn) deliver(m *Message) {
 		case ch <- m:
 		default: // a reply to a retransmission; the first one won
 		}
+	}
+}
+
+// recent remembers the IDs of the last messages handled and the replies
+// sent to them (spec section "Acks and retries": a retransmission is
+// answered, never handled twice). Only the Serve goroutine checks; Reply
+// may answer from any goroutine.
+type recent struct {
+	mu      sync.Mutex
+	replies map[uint64]*Message // nil value: handled, not yet answered
+	order   [recentIDs]uint64
+	next    int
+}
+
+// recentIDs bounds how many handled messages are remembered per session.
+const recentIDs = 256
+
+// check records id as handled and reports whether it was already, with
+// the reply sent to it if any.
+func (r *recent) check(id uint64) (known bool, reply *Message) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.replies == nil {
+		r.replies = make(map[uint64]*Message, recentIDs)
+	}
+	if reply, ok := r.replies[id]; ok {
+		return true, reply
+	}
+	delete(r.replies, r.order[r.next])
+	r.order[r.next] = id
+	r.next = (r.next + 1) % recentIDs
+	r.replies[id] = nil
+	return false, nil
+}
+
+// answer stores the reply to a handled id.
+func (r *recent) answer(id uint64, reply *Message) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.replies[id]; ok {
+		r.replies[id] = reply
 	}
 }

@@ -24,6 +24,8 @@ var (
 	// ErrConflict: the object's resourceVersion is not the stored one; read
 	// it again and retry on the fresh copy.
 	ErrConflict = errors.New("conflict: the object was changed since it was read")
+	// ErrInvalidName: a name that is not a DNS label.
+	ErrInvalidName = errors.New("invalid name")
 	// ErrTooLarge: a module over the size limit.
 	ErrTooLarge = errors.New("too large")
 )

@@ -1,0 +1,337 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	bolt "go.etcd.io/bbolt"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"wasmbed.io/wasmbed/crds/v1alpha1"
+	"wasmbed.io/wasmbed/gateway/pki"
+)
+
+// resource is one kind of object in an Embedded store: a bbolt bucket
+// mapping each name to the object's JSON. It is generic over the kind so
+// that Devices, Applications and Gateways share one implementation; spec,
+// status and metadata are swapped as top-level JSON fields, which every
+// v1alpha1 root type has.
+type resource[T Object] struct {
+	e      *Embedded
+	bucket []byte
+	kind   string // TypeMeta kind, e.g. "Device"
+	noun   string // the kind in errors, e.g. "device"
+	newObj func() T
+
+	watchers map[*watcher[T]]struct{} // guarded by e.mu
+}
+
+var (
+	_ Resource[*v1alpha1.Device]      = (*resource[*v1alpha1.Device])(nil)
+	_ Resource[*v1alpha1.Application] = (*resource[*v1alpha1.Application])(nil)
+	_ Resource[*v1alpha1.Gateway]     = (*resource[*v1alpha1.Gateway])(nil)
+)
+
+func newResource[T Object](e *Embedded, bucket, kind string, newObj func() T) *resource[T] {
+	return &resource[T]{
+		e:        e,
+		bucket:   []byte(bucket),
+		kind:     kind,
+		noun:     strings.ToLower(kind),
+		newObj:   newObj,
+		watchers: make(map[*watcher[T]]struct{}),
+	}
+}
+
+// Get returns the named object.
+func (r *resource[T]) Get(ctx context.Context, name string) (T, error) {
+	var obj T
+	if err := ctx.Err(); err != nil {
+		return obj, fmt.Errorf("get %s %q: %w", r.noun, name, err)
+	}
+	err := r.e.db.View(func(tx *bolt.Tx) error {
+		raw := tx.Bucket(r.bucket).Get([]byte(name))
+		if raw == nil {
+			return r.errorf(name, ErrNotFound)
+		}
+		var err error
+		obj, err = r.decode(raw)
+		return err
+	})
+	if err != nil {
+		return obj, r.wrap("get", name, err)
+	}
+	return obj, nil
+}
+
+// List returns every object of the kind, sorted by name.
+func (r *resource[T]) List(ctx context.Context) ([]T, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("list %ss: %w", r.noun, err)
+	}
+	var objs []T
+	err := r.e.db.View(func(tx *bolt.Tx) error {
+		var err error
+		objs, err = r.all(tx)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list %ss: %w", r.noun, err)
+	}
+	return objs, nil
+}
+
+// all decodes every object in the bucket, in key (that is, name) order.
+func (r *resource[T]) all(tx *bolt.Tx) ([]T, error) {
+	var objs []T
+	err := tx.Bucket(r.bucket).ForEach(func(k, v []byte) error {
+		obj, err := r.decode(v)
+		if err != nil {
+			return fmt.Errorf("%s %q: %w", r.noun, k, err)
+		}
+		objs = append(objs, obj)
+		return nil
+	})
+	return objs, err
+}
+
+// Create stores obj under its name as a new object. Server-set metadata
+// (uid, resourceVersion, generation 1, creationTimestamp) and TypeMeta are
+// filled in; the incoming status is dropped.
+func (r *resource[T]) Create(ctx context.Context, obj T) (T, error) {
+	var zero T
+	name := obj.GetName()
+	if err := ctx.Err(); err != nil {
+		return zero, fmt.Errorf("create %s %q: %w", r.noun, name, err)
+	}
+	if err := pki.ValidDeviceName(name); err != nil {
+		return zero, fmt.Errorf("%s %q: %w: %w", r.noun, name, ErrInvalidName, err)
+	}
+	// Go through JSON so that nothing is shared with the caller's object.
+	fields, err := toFields(obj)
+	if err != nil {
+		return zero, fmt.Errorf("create %s %q: %w", r.noun, name, err)
+	}
+	delete(fields, "status")
+	fresh, err := r.fromFields(fields)
+	if err != nil {
+		return zero, fmt.Errorf("create %s %q: %w", r.noun, name, err)
+	}
+	fresh.SetUID(newUID())
+	fresh.SetGeneration(1)
+	fresh.SetCreationTimestamp(metav1.Now())
+	fresh.SetDeletionTimestamp(nil)
+	fresh.SetDeletionGracePeriodSeconds(nil)
+	fresh.GetObjectKind().SetGroupVersionKind(v1alpha1.GroupVersion.WithKind(r.kind))
+
+	return r.commit("create", name, func(b *bolt.Bucket, rev uint64) (EventType, []byte, error) {
+		if b.Get([]byte(name)) != nil {
+			return "", nil, r.errorf(name, ErrAlreadyExists)
+		}
+		fresh.SetResourceVersion(strconv.FormatUint(rev, 10))
+		data, err := json.Marshal(fresh)
+		if err != nil {
+			return "", nil, fmt.Errorf("encode: %w", err)
+		}
+		return Added, data, b.Put([]byte(name), data)
+	})
+}
+
+// Update replaces labels, annotations and spec; see Resource.Update.
+func (r *resource[T]) Update(ctx context.Context, obj T) (T, error) {
+	return r.replace(ctx, "update", "spec", obj)
+}
+
+// UpdateStatus replaces the status; see Resource.UpdateStatus.
+func (r *resource[T]) UpdateStatus(ctx context.Context, obj T) (T, error) {
+	return r.replace(ctx, "update status", "status", obj)
+}
+
+// replace writes obj's top-level field part ("spec" or "status") over the
+// stored object, when obj's resourceVersion is the stored one. For "spec",
+// labels and annotations are taken from obj too, and the generation goes
+// up when the spec's JSON differs from the stored one.
+func (r *resource[T]) replace(ctx context.Context, op, part string, obj T) (T, error) {
+	var zero T
+	name := obj.GetName()
+	if err := ctx.Err(); err != nil {
+		return zero, fmt.Errorf("%s %s %q: %w", op, r.noun, name, err)
+	}
+	in, err := toFields(obj)
+	if err != nil {
+		return zero, fmt.Errorf("%s %s %q: %w", op, r.noun, name, err)
+	}
+	inRV := obj.GetResourceVersion()
+	labels, annotations := obj.GetLabels(), obj.GetAnnotations()
+
+	return r.commit(op, name, func(b *bolt.Bucket, rev uint64) (EventType, []byte, error) {
+		raw := b.Get([]byte(name))
+		if raw == nil {
+			return "", nil, r.errorf(name, ErrNotFound)
+		}
+		stored, err := r.decode(raw)
+		if err != nil {
+			return "", nil, err
+		}
+		if inRV == "" || inRV != stored.GetResourceVersion() {
+			return "", nil, r.errorf(name, ErrConflict)
+		}
+		old, err := toFields(stored)
+		if err != nil {
+			return "", nil, err
+		}
+		if part == "spec" {
+			if !bytes.Equal(old["spec"], in["spec"]) {
+				stored.SetGeneration(stored.GetGeneration() + 1)
+			}
+			stored.SetLabels(labels)
+			stored.SetAnnotations(annotations)
+		}
+		stored.SetResourceVersion(strconv.FormatUint(rev, 10))
+		fields, err := toFields(stored)
+		if err != nil {
+			return "", nil, err
+		}
+		if v, ok := in[part]; ok {
+			fields[part] = v
+		} else {
+			delete(fields, part)
+		}
+		next, err := r.fromFields(fields)
+		if err != nil {
+			return "", nil, err
+		}
+		data, err := json.Marshal(next)
+		if err != nil {
+			return "", nil, fmt.Errorf("encode: %w", err)
+		}
+		return Modified, data, b.Put([]byte(name), data)
+	})
+}
+
+// Delete removes the named object. Watchers get its last stored state
+// with the deletion's revision as resourceVersion.
+func (r *resource[T]) Delete(ctx context.Context, name string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("delete %s %q: %w", r.noun, name, err)
+	}
+	_, err := r.commit("delete", name, func(b *bolt.Bucket, rev uint64) (EventType, []byte, error) {
+		raw := b.Get([]byte(name))
+		if raw == nil {
+			return "", nil, r.errorf(name, ErrNotFound)
+		}
+		last, err := r.decode(raw)
+		if err != nil {
+			return "", nil, err
+		}
+		last.SetResourceVersion(strconv.FormatUint(rev, 10))
+		data, err := json.Marshal(last)
+		if err != nil {
+			return "", nil, fmt.Errorf("encode: %w", err)
+		}
+		return Deleted, data, b.Delete([]byte(name))
+	})
+	return err
+}
+
+// commit runs write in one bbolt transaction with the next revision and,
+// once it has committed, publishes the event write returns (its type and
+// the object's new JSON) and returns the object. write returns errors
+// that wrap a sentinel already named for the object (see errorf); other
+// errors are wrapped here with op, kind and name.
+func (r *resource[T]) commit(op, name string, write func(b *bolt.Bucket, rev uint64) (EventType, []byte, error)) (T, error) {
+	var zero T
+	e := r.e
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return zero, fmt.Errorf("%s %s %q: %w", op, r.noun, name, errClosed)
+	}
+	rev := e.rev + 1
+	var (
+		typ  EventType
+		data []byte
+	)
+	err := e.db.Update(func(tx *bolt.Tx) error {
+		var err error
+		typ, data, err = write(tx.Bucket(r.bucket), rev)
+		if err != nil {
+			return err
+		}
+		return writeRevision(tx, rev)
+	})
+	if err != nil {
+		return zero, r.wrap(op, name, err)
+	}
+	e.rev = rev
+	obj, err := r.decode(data)
+	if err != nil {
+		// Unreachable: data was just encoded from a T.
+		return zero, fmt.Errorf("%s %s %q: %w", op, r.noun, name, err)
+	}
+	r.publishLocked(typ, obj)
+	return obj, nil
+}
+
+// errorf names the object in a sentinel error: `device "dev-1": not found`.
+func (r *resource[T]) errorf(name string, sentinel error) error {
+	return &objectError{noun: r.noun, name: name, err: sentinel}
+}
+
+// wrap adds the operation, kind and name to err, unless err already names
+// the object (it came from errorf).
+func (r *resource[T]) wrap(op, name string, err error) error {
+	var named *objectError
+	if errors.As(err, &named) {
+		return err
+	}
+	return fmt.Errorf("%s %s %q: %w", op, r.noun, name, err)
+}
+
+// objectError is a sentinel error about one named object.
+type objectError struct {
+	noun, name string
+	err        error
+}
+
+func (e *objectError) Error() string { return fmt.Sprintf("%s %q: %v", e.noun, e.name, e.err) }
+func (e *objectError) Unwrap() error { return e.err }
+
+// decode returns a new T decoded from data.
+func (r *resource[T]) decode(data []byte) (T, error) {
+	obj := r.newObj()
+	if err := json.Unmarshal(data, obj); err != nil {
+		var zero T
+		return zero, fmt.Errorf("decode %s: %w", r.noun, err)
+	}
+	return obj, nil
+}
+
+// fromFields returns a new T decoded from top-level JSON fields.
+func (r *resource[T]) fromFields(fields map[string]json.RawMessage) (T, error) {
+	data, err := json.Marshal(fields)
+	if err != nil {
+		var zero T
+		return zero, fmt.Errorf("encode %s: %w", r.noun, err)
+	}
+	return r.decode(data)
+}
+
+// toFields returns obj's JSON split into its top-level fields (apiVersion,
+// kind, metadata, spec, status).
+func toFields(obj any) (map[string]json.RawMessage, error) {
+	data, err := json.Marshal(obj)
+	if err != nil {
+		return nil, fmt.Errorf("encode: %w", err)
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(data, &fields); err != nil {
+		return nil, fmt.Errorf("decode fields: %w", err)
+	}
+	return fields, nil
+}

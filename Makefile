@@ -30,7 +30,7 @@ run: ## run the system; until the daemon lands, the device-path demo on loopback
 	$(GO) test -count=1 -v -run 'TestEndToEnd$$' ./gateway/
 
 bench: ## benchmarks; figures go to docs/benchmarks.md
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./gateway/... ./firmware/...
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
 
 fuzz: ## run every fuzz target for FUZZTIME each
 	@set -e; for pkg in $$($(GO) list ./...); do \

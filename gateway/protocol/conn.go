@@ -221,19 +221,29 @@ func (c *Conn) Request(ctx context.Context, t Type, body any) (*Message, error) 
 		select {
 		case r := <-ch:
 			timer.Stop()
-			if e, ok := r.Body.(*Error); ok {
-				return r, e
-			}
-			return r, nil
+			return reply(r)
 		case <-c.done:
 			timer.Stop()
-			return nil, ErrClosed
+			select {
+			case r := <-ch: // the reply came just before the end
+				return reply(r)
+			default:
+				return nil, ErrClosed
+			}
 		case <-ctx.Done():
 			timer.Stop()
 			return nil, fmt.Errorf("%s %d unanswered: %w", t, m.ID, ctx.Err())
 		case <-timer.C:
 		}
 	}
+}
+
+// reply turns an error reply into its *Error.
+func reply(r *Message) (*Message, error) {
+	if e, ok := r.Body.(*Error); ok {
+		return r, e
+	}
+	return r, nil
 }
 
 // Handler processes one message that is not a reply. It runs on the Serve

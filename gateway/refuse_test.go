@@ -289,3 +289,21 @@ func (tb *testbed) rawFrames(t *testing.T, cert *tls.Certificate, raw []byte) er
 	}
 	return e
 }
+
+// TestHeartbeatTimeout: a device that goes silent is marked offline once
+// the heartbeat timeout passes, and its session is closed.
+func TestHeartbeatTimeout(t *testing.T) {
+	tb := newTestbed(t, func(c *gateway.Config) { c.HeartbeatTimeout = 300 * time.Millisecond })
+	p, err := tb.connect(tb.cert("quiet"), "quiet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.tc.Close()
+	e := tb.events.waitFor(t, 0, "quiet offline", isType("quiet", gateway.EventOffline))
+	if e.Reason != "heartbeat timeout" {
+		t.Errorf("offline reason = %q, want heartbeat timeout", e.Reason)
+	}
+	if _, ok := tb.gw.Session("quiet"); ok {
+		t.Errorf("silent device still has a session")
+	}
+}

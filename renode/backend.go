@@ -1,0 +1,85 @@
+package renode
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Spec is everything a backend needs to start the board of one device.
+type Spec struct {
+	// Device is the device name, a DNS label; it names the board in its
+	// backend.
+	Device string
+	// Board is the catalog entry of the board to run.
+	Board Board
+	// Gateway is the host:port of the gateway's TLS listener as this
+	// backend's boards reach it.
+	Gateway string
+	// ServerName is the name in the gateway certificate; "" means the host
+	// of Gateway.
+	ServerName string
+	// CertPEM, KeyPEM and CAPEM are the board's provisioned identity: its
+	// client certificate, its private key and the CA certificate, PEM.
+	CertPEM, KeyPEM, CAPEM []byte
+	// Labels are the Device's labels, for backends that tag what they
+	// create (containers); the sim backend does not use them.
+	Labels map[string]string
+}
+
+// State is where a board is in its life.
+type State string
+
+// Board states.
+const (
+	Stopped  State = "Stopped"  // not running: never started, stopped, or unknown
+	Starting State = "Starting" // being started or restarted
+	Running  State = "Running"  // its process (container, emulator) runs
+	Failed   State = "Failed"   // it ended unexpectedly or could not start; Reason says why
+)
+
+// Status is a board's state as its backend sees it.
+type Status struct {
+	Device  string
+	Backend string // the backend's Name
+	State   State
+	Reason  string    // why the board failed or stopped; "" when running
+	Started time.Time // when the current (or last) run started; zero if none
+	ID      string    // the board in its backend: a process id, a container id
+}
+
+// Backend runs emulated boards, one per device. Implementations are safe
+// for concurrent use.
+type Backend interface {
+	// Name is the backend's name as a Device's spec.emulation.backend
+	// gives it: "sim", "docker", "renode".
+	Name() string
+	// Start starts the board described by spec and returns once it is
+	// starting. It is idempotent: a board already running, starting or
+	// waiting to restart returns nil and keeps its spec. ctx bounds the
+	// preparation only; the board runs until Stop or the end of Run.
+	Start(ctx context.Context, spec Spec) error
+	// Stop stops the board of device and waits until it is gone, or until
+	// ctx ends (the board is then still being stopped). Stopping a board
+	// that does not run returns nil.
+	Stop(ctx context.Context, device string) error
+	// Status returns the state of the board of device; State is Stopped
+	// for a device the backend does not know.
+	Status(device string) Status
+	// Console returns the console of the board of device: live while it
+	// runs, and the last run's scrollback once it stopped. The error
+	// wraps ErrNoBoard for a device never started.
+	Console(device string) (*Console, error)
+	// Run adopts or cleans the boards an earlier daemon left behind,
+	// then waits for ctx to end, stops every board it started, and
+	// returns nil. Call it once.
+	Run(ctx context.Context) error
+}
+
+// ErrNoBoard is wrapped by Backend.Console for a device the backend has not
+// started a board for.
+var ErrNoBoard = errors.New("no board")
+
+// ErrBackendClosed is wrapped by Backend.Start once the backend's Run has
+// ended: a board started then would outlive the daemon.
+var ErrBackendClosed = errors.New("backend closed")

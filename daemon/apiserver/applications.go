@@ -1,0 +1,190 @@
+package apiserver
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"wasmbed.io/wasmbed/crds/v1alpha1"
+	"wasmbed.io/wasmbed/daemon/api"
+	"wasmbed.io/wasmbed/daemon/store"
+)
+
+func (s *server) listApplications(w http.ResponseWriter, r *http.Request) error {
+	sel, err := selectorParam(r)
+	if err != nil {
+		return err
+	}
+	apps, err := listMatching(r.Context(), s.d.Store.Applications(), v1alpha1.KindApplication, sel)
+	if err != nil {
+		return err
+	}
+	list := &v1alpha1.ApplicationList{Items: make([]v1alpha1.Application, 0, len(apps))}
+	list.APIVersion, list.Kind = v1alpha1.GroupVersion.String(), "ApplicationList"
+	for _, a := range apps {
+		list.Items = append(list.Items, *a)
+	}
+	return writeJSON(w, http.StatusOK, list)
+}
+
+func (s *server) getApplication(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("name")
+	app, err := s.d.Store.Applications().Get(r.Context(), name)
+	if err != nil {
+		return storeError("application", name, err)
+	}
+	return writeJSON(w, http.StatusOK, stamp(app, v1alpha1.KindApplication))
+}
+
+func (s *server) createApplication(w http.ResponseWriter, r *http.Request) error {
+	app, err := decodeApplication(r.Body)
+	if err != nil {
+		return err
+	}
+	if err := checkCreateMeta(&app.ObjectMeta, "application"); err != nil {
+		return err
+	}
+	if err := s.checkModuleRef(r.Context(), &app.Spec.Module, "spec.module"); err != nil {
+		return err
+	}
+	out, err := s.d.Store.Applications().Create(r.Context(), app)
+	if err != nil {
+		return storeError("application", app.Name, err)
+	}
+	s.log.Info("application created", "app", out.Name, "version", out.Spec.Version)
+	return writeJSON(w, http.StatusCreated, stamp(out, v1alpha1.KindApplication))
+}
+
+func (s *server) updateApplication(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("name")
+	app, err := decodeApplication(r.Body)
+	if err != nil {
+		return err
+	}
+	if err := checkUpdateMeta(&app.ObjectMeta, "application", name); err != nil {
+		return err
+	}
+	if err := s.checkModuleRef(r.Context(), &app.Spec.Module, "spec.module"); err != nil {
+		return err
+	}
+	out, err := s.d.Store.Applications().Update(r.Context(), app)
+	if err != nil {
+		return storeError("application", name, err)
+	}
+	return writeJSON(w, http.StatusOK, stamp(out, v1alpha1.KindApplication))
+}
+
+func (s *server) deleteApplication(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("name")
+	if err := s.d.Store.Applications().Delete(r.Context(), name); err != nil {
+		return storeError("application", name, err)
+	}
+	s.log.Info("application deleted", "app", name)
+	return writeJSON(w, http.StatusOK, deleted{Status: "deleted"})
+}
+
+// checkModuleRef checks that ref names an uploaded module and fills in its
+// size; a size the user gave must be the module's.
+func (s *server) checkModuleRef(ctx context.Context, ref *v1alpha1.ModuleRef, field string) error {
+	info, err := s.d.Store.Modules().Stat(ctx, ref.SHA256)
+	if errors.Is(err, store.ErrNotFound) {
+		return invalidf(field+".sha256", "module %s is not uploaded; upload it first (POST /api/v1/modules)", ref.SHA256)
+	}
+	if err != nil {
+		return err
+	}
+	if ref.Size != 0 && ref.Size != info.Size {
+		return invalidf(field+".size", "module %s is %d bytes, not %d; leave %s.size out to have it filled in", ref.SHA256, info.Size, ref.Size, field)
+	}
+	ref.Size = info.Size
+	return nil
+}
+
+// appChange is one action on an Application's spec; it reports whether it
+// changed anything.
+type appChange func(ctx context.Context, app *v1alpha1.Application) (bool, error)
+
+// appAction serves POST /api/v1/applications/{name}/<action>: change is
+// applied to a fresh copy, again on conflict, and the updated Application
+// is the answer.
+func (s *server) appAction(change appChange) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		name := r.PathValue("name")
+		ctx := r.Context()
+		out, err := modify(ctx, s.d.Store.Applications(), v1alpha1.KindApplication, "application", name, func(app *v1alpha1.Application) (bool, error) {
+			return change(ctx, app)
+		})
+		if err != nil {
+			return err
+		}
+		s.log.Info("application action", "app", name, "path", r.URL.Path, "version", out.Spec.Version)
+		return writeJSON(w, http.StatusOK, out)
+	}
+}
+
+func pauseApp(_ context.Context, app *v1alpha1.Application) (bool, error) {
+	return setFlag(&app.Spec.Paused, true), nil
+}
+
+func resumeApp(_ context.Context, app *v1alpha1.Application) (bool, error) {
+	return setFlag(&app.Spec.Paused, false), nil
+}
+
+func stopApp(_ context.Context, app *v1alpha1.Application) (bool, error) {
+	return setFlag(&app.Spec.Stopped, true), nil
+}
+
+func startApp(_ context.Context, app *v1alpha1.Application) (bool, error) {
+	return setFlag(&app.Spec.Stopped, false), nil
+}
+
+func setFlag(f *bool, v bool) bool {
+	if *f == v {
+		return false
+	}
+	*f = v
+	return true
+}
+
+// rollbackApp sets the spec's module and version to the revision rolled
+// out before the current one: the entry of status.history (newest last)
+// before the newest entry of the current version, or the newest entry
+// when the current version was never rolled out.
+func (s *server) rollbackApp(ctx context.Context, app *v1alpha1.Application) (bool, error) {
+	prev, ok := previousRevision(app)
+	if !ok {
+		return false, invalidf("status.history", "application %q has no revision before version %q to roll back to", app.Name, app.Spec.Version)
+	}
+	ref := prev.Module
+	if err := s.checkModuleRef(ctx, &ref, "status.history.module"); err != nil {
+		var ae *api.Error
+		if !errors.As(err, &ae) {
+			return false, err
+		}
+		return false, invalidf("status.history", "cannot roll application %q back to version %q: its module %s is no longer uploaded", app.Name, prev.Version, prev.Module.SHA256)
+	}
+	app.Spec.Module = ref
+	app.Spec.Version = prev.Version
+	return true, nil
+}
+
+// previousRevision finds the revision a rollback returns to: the newest
+// entry of another version older than the newest entry of the current
+// version, or the newest entry when the current version is not in the
+// history.
+func previousRevision(app *v1alpha1.Application) (v1alpha1.Revision, bool) {
+	h := app.Status.History
+	start := len(h) - 1
+	for i := len(h) - 1; i >= 0; i-- {
+		if h[i].Version == app.Spec.Version {
+			start = i - 1
+			break
+		}
+	}
+	for i := start; i >= 0; i-- {
+		if h[i].Version != app.Spec.Version {
+			return h[i], true
+		}
+	}
+	return v1alpha1.Revision{}, false
+}

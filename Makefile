@@ -3,6 +3,8 @@ GO        ?= go
 BIN       ?= bin
 FUZZTIME  ?= 20s
 BENCHTIME ?= 1s
+DATA      ?= .wasmbed
+LOG_LEVEL ?= info
 PKGS      := ./...
 
 CONTROLLER_GEN ?= $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.23.0
@@ -26,8 +28,9 @@ vet: ## go vet over everything
 test: fmt-check vet ## formatting, vet and every test under the race detector
 	$(GO) test -race -count=1 $(PKGS)
 
-run: ## run the system; until the daemon lands, the device-path demo on loopback
-	$(GO) test -count=1 -v -run 'TestEndToEnd$$' ./gateway/
+run: build ## run the system: the daemon with three emulated devices and a sample app (Ctrl-C stops it)
+	@echo "wasmbedd: API on http://127.0.0.1:3001 (try: curl -s localhost:3001/api/v1/devices), data in $(DATA)"
+	$(BIN)/wasmbedd --demo --data-dir $(DATA) --log-level $(LOG_LEVEL)
 
 bench: ## benchmarks; figures go to docs/benchmarks.md
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...

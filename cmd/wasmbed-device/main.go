@@ -79,6 +79,20 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	// Standard input is the local console (a board's UART under the sim
+	// backend): what is typed there goes to the device shell.
+	go func() {
+		buf := make([]byte, 256)
+		for {
+			n, err := os.Stdin.Read(buf)
+			if n > 0 {
+				a.ConsoleInput(append([]byte(nil), buf[:n]...))
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go func() {

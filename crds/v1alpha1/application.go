@@ -98,6 +98,9 @@ type ApplicationStatus struct {
 	Devices []DeviceRollout `json:"devices,omitempty"`
 	// History lists the revisions rolled out, newest last, for rollback.
 	History []Revision `json:"history,omitempty"`
+	// RolledBack is set when the controller rolled the app back by itself
+	// because failures exceeded the rollout's limit.
+	RolledBack *Rollback `json:"rolledBack,omitempty"`
 	// +listType=map
 	// +listMapKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
@@ -119,6 +122,16 @@ type Revision struct {
 	Version string      `json:"version"`
 	Module  ModuleRef   `json:"module"`
 	Time    metav1.Time `json:"time"`
+}
+
+// Rollback records an automatic rollback.
+type Rollback struct {
+	From   string      `json:"from"` // version abandoned
+	To     string      `json:"to"`   // version restored
+	Reason string      `json:"reason"`
+	Time   metav1.Time `json:"time"`
+	// Generation is the spec generation the rollback wrote.
+	Generation int64 `json:"generation"`
 }
 
 // ApplicationList is a list of Applications.

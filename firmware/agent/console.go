@@ -23,9 +23,14 @@ func (w consoleWriter) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// ConsoleInput feeds bytes typed on the device's local console (its
+// standard input or UART) to the shell, as console input from the gateway
+// is. Safe for concurrent use.
+func (a *Agent) ConsoleInput(p []byte) { a.shell(p) }
+
 // shell is the device's console shell: operator input arrives as Console
-// messages, is echoed like a serial terminal does, and each line is a
-// command.
+// messages or on the local console, is echoed like a serial terminal does,
+// and each line is a command.
 func (a *Agent) shell(in []byte) {
 	a.mu.Lock()
 	a.line = append(a.line, in...)

@@ -1,0 +1,73 @@
+// Command wasmbedd is the Wasmbed daemon: the device gateway, the
+// controllers, the emulated boards and the HTTP API, on an embedded store.
+// Logs are JSON on standard error.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"wasmbed.io/wasmbed/daemon"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "wasmbedd:", err)
+		os.Exit(1)
+	}
+}
+
+func env(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok {
+		return v
+	}
+	return def
+}
+
+func run() error {
+	cfg := daemon.Config{Version: version}
+	var tokenFile, logLevel string
+	flag.StringVar(&cfg.DataDir, "data-dir", env("WASMBED_DATA_DIR", "wasmbed-data"), "CA, store, modules and board state (env WASMBED_DATA_DIR)")
+	flag.StringVar(&cfg.APIListen, "api-listen", env("WASMBED_API_LISTEN", "127.0.0.1:3001"), "HTTP API address (env WASMBED_API_LISTEN)")
+	flag.StringVar(&cfg.GatewayListen, "gateway-listen", env("WASMBED_GATEWAY_LISTEN", ":8081"), "device TLS address (env WASMBED_GATEWAY_LISTEN)")
+	flag.StringVar(&cfg.GatewayAdvertise, "gateway-advertise", env("WASMBED_GATEWAY_ADVERTISE", ""), "host:port devices dial; default from --gateway-listen (env WASMBED_GATEWAY_ADVERTISE)")
+	flag.StringVar(&cfg.GatewayName, "gateway-name", env("WASMBED_GATEWAY_NAME", ""), "this daemon's Gateway resource; default the host name (env WASMBED_GATEWAY_NAME)")
+	flag.StringVar(&tokenFile, "token-file", env("WASMBED_TOKEN_FILE", ""), "file holding the API bearer token; required beyond loopback (env WASMBED_TOKEN_FILE)")
+	flag.StringVar(&cfg.DeviceBinary, "device-binary", env("WASMBED_DEVICE_BINARY", ""), "wasmbed-device for emulated boards; default next to wasmbedd (env WASMBED_DEVICE_BINARY)")
+	flag.BoolVar(&cfg.Demo, "demo", env("WASMBED_DEMO", "") != "", "seed three emulated devices and roll a sample app out to them (env WASMBED_DEMO)")
+	flag.StringVar(&cfg.DemoModule, "demo-module", env("WASMBED_DEMO_MODULE", daemon.DefaultDemoModule), "module the demo rolls out")
+	flag.StringVar(&logLevel, "log-level", env("WASMBED_LOG_LEVEL", "info"), "debug, info, warn or error (env WASMBED_LOG_LEVEL)")
+	flag.Parse()
+
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+		return fmt.Errorf("log level: %w", err)
+	}
+	cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if tokenFile != "" {
+		b, err := os.ReadFile(tokenFile)
+		if err != nil {
+			return fmt.Errorf("token file: %w", err)
+		}
+		cfg.Token = strings.TrimSpace(string(b))
+		if cfg.Token == "" {
+			return fmt.Errorf("token file %s is empty", tokenFile)
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop() // a second signal ends the process at once
+	}()
+	return daemon.Run(ctx, cfg)
+}

@@ -1,0 +1,235 @@
+package controller
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"wasmbed.io/wasmbed/crds/v1alpha1"
+	"wasmbed.io/wasmbed/daemon/store"
+	"wasmbed.io/wasmbed/gateway"
+	"wasmbed.io/wasmbed/gateway/pki"
+	"wasmbed.io/wasmbed/renode"
+)
+
+// DefaultBackend runs emulated boards when a device names no backend.
+const DefaultBackend = "sim"
+
+// Devices reconciles Device resources: it provisions and runs emulated
+// boards through their backends and mirrors what the gateway knows of each
+// device into its status.
+type Devices struct {
+	Store       store.Store
+	Gateway     *gateway.Gateway
+	GatewayName string // this daemon's Gateway resource
+	GatewayAddr string // host:port boards dial
+	ServerName  string // name in the gateway certificate
+	CA          *pki.Authority
+	Backends    map[string]renode.Backend
+	// IdentityDir keeps pre-provisioned board identities, one folder per
+	// device, so a board keeps its certificate across restarts.
+	IdentityDir string
+	Resync      time.Duration // default 10s
+	Logger      *slog.Logger
+
+	loop *loop
+}
+
+// Enqueue asks for device to be reconciled (e.g. on a gateway event).
+func (c *Devices) Enqueue(device string) {
+	if c.loop != nil {
+		c.loop.Enqueue(device)
+	}
+}
+
+// Run reconciles until ctx ends.
+func (c *Devices) Run(ctx context.Context) error {
+	if c.Resync <= 0 {
+		c.Resync = 10 * time.Second
+	}
+	c.loop = newLoop("devices", c.Logger)
+	go watch(ctx, c.Store.Devices(), c.Resync, c.loop.Enqueue, nil)
+	c.loop.run(ctx, 2, c.reconcile)
+	return nil
+}
+
+func (c *Devices) reconcile(ctx context.Context, name string) error {
+	dev, err := c.Store.Devices().Get(ctx, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return c.cleanup(ctx, name)
+	}
+	if err != nil {
+		return err
+	}
+	board, boardErr := c.syncBoard(ctx, dev)
+	st := dev.Status.DeepCopy()
+	st.ObservedGeneration = dev.Generation
+	st.Board = board
+	if s, ok := c.Gateway.Session(name); ok {
+		st.Phase = v1alpha1.DeviceOnline
+		st.Gateway = c.GatewayName
+		st.LastSeen = &metav1.Time{Time: s.LastSeen.Truncate(time.Second)}
+		st.RTTMicros = s.RTT.Microseconds()
+		st.Firmware = s.Firmware
+		st.Capabilities = s.Capabilities
+		st.CertificateExpiry = &metav1.Time{Time: s.CertExpiry}
+		st.Apps = st.Apps[:0]
+		for _, a := range s.Apps {
+			st.Apps = append(st.Apps, v1alpha1.DeviceApp{
+				Name: a.App, Version: a.Version, SHA256: fmt.Sprintf("%x", a.SHA256),
+				State: a.State.String(), Reason: a.Reason, Previous: a.Previous,
+			})
+		}
+		st.AppCount = int32(len(st.Apps))
+	} else {
+		switch {
+		case st.Phase == v1alpha1.DeviceOnline || st.LastSeen != nil:
+			st.Phase = v1alpha1.DeviceOffline
+		case board != nil && board.State == string(renode.Failed):
+			st.Phase = v1alpha1.DeviceFailed
+		case board != nil:
+			st.Phase = v1alpha1.DeviceProvisioning
+		default:
+			st.Phase = v1alpha1.DevicePending
+		}
+	}
+	setReady(st, boardErr)
+	if equality.Semantic.DeepEqual(st, &dev.Status) {
+		return boardErr
+	}
+	dev.Status = *st
+	if _, err := c.Store.Devices().UpdateStatus(ctx, dev); err != nil {
+		return err
+	}
+	return boardErr
+}
+
+func setReady(st *v1alpha1.DeviceStatus, boardErr error) {
+	cond := metav1.Condition{Type: "Ready", ObservedGeneration: st.ObservedGeneration}
+	switch {
+	case st.Phase == v1alpha1.DeviceOnline:
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionTrue, "Online", "the device holds a gateway session"
+	case boardErr != nil:
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "BoardError", boardErr.Error()
+	case st.Board != nil && st.Board.Reason != "":
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "Board"+st.Board.State, st.Board.Reason
+	default:
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, string(st.Phase), "the device has no gateway session"
+	}
+	apimeta.SetStatusCondition(&st.Conditions, cond)
+}
+
+// syncBoard starts or stops the device's emulated board as its spec asks
+// and returns the board's status (nil for a device that is not emulated).
+func (c *Devices) syncBoard(ctx context.Context, dev *v1alpha1.Device) (*v1alpha1.BoardStatus, error) {
+	em := dev.Spec.Emulation
+	if em == nil {
+		c.stopBoards(ctx, dev.Name, "")
+		return nil, nil
+	}
+	name := em.Backend
+	if name == "" {
+		name = DefaultBackend
+	}
+	c.stopBoards(ctx, dev.Name, name)
+	b, ok := c.Backends[name]
+	if !ok {
+		return &v1alpha1.BoardStatus{Backend: name, State: string(renode.Failed), Reason: "backend not available on this daemon"},
+			fmt.Errorf("device %s: emulation backend %q is not available", dev.Name, name)
+	}
+	var err error
+	if em.Enabled {
+		err = c.startBoard(ctx, b, dev)
+	} else {
+		err = b.Stop(ctx, dev.Name)
+	}
+	s := b.Status(dev.Name)
+	bs := &v1alpha1.BoardStatus{Backend: name, State: string(s.State), Reason: s.Reason, ID: s.ID}
+	if !s.Started.IsZero() {
+		bs.Started = &metav1.Time{Time: s.Started.Truncate(time.Second)}
+	}
+	if err != nil {
+		bs.State, bs.Reason = string(renode.Failed), err.Error()
+	}
+	return bs, err
+}
+
+func (c *Devices) startBoard(ctx context.Context, b renode.Backend, dev *v1alpha1.Device) error {
+	if s := b.Status(dev.Name); s.State == renode.Running || s.State == renode.Starting {
+		return nil
+	}
+	board, err := renode.LookupBoard(dev.Spec.Board)
+	if err != nil {
+		return err
+	}
+	certPEM, keyPEM, err := c.identity(dev.Name)
+	if err != nil {
+		return err
+	}
+	return b.Start(ctx, renode.Spec{
+		Device: dev.Name, Board: board, Gateway: c.GatewayAddr, ServerName: c.ServerName,
+		CertPEM: certPEM, KeyPEM: keyPEM, CAPEM: c.CA.CACertPEM(), Labels: dev.Labels,
+	})
+}
+
+// stopBoards stops the device's board on every backend but keep.
+func (c *Devices) stopBoards(ctx context.Context, device, keep string) {
+	for name, b := range c.Backends {
+		if name == keep {
+			continue
+		}
+		if s := b.Status(device); s.State != renode.Stopped {
+			if err := b.Stop(ctx, device); err != nil {
+				c.loop.log.Info("stop board", "device", device, "backend", name, "err", err)
+			}
+		}
+	}
+}
+
+// identity returns the board's pre-provisioned certificate and key,
+// issuing them on first use and again when a third of the lifetime is left.
+func (c *Devices) identity(device string) (certPEM, keyPEM []byte, err error) {
+	dir := filepath.Join(c.IdentityDir, device)
+	certPEM, err1 := os.ReadFile(filepath.Join(dir, "device.crt"))
+	keyPEM, err2 := os.ReadFile(filepath.Join(dir, "device.key"))
+	if err1 == nil && err2 == nil {
+		if cert, err := tls.X509KeyPair(certPEM, keyPEM); err == nil && cert.Leaf != nil {
+			life := cert.Leaf.NotAfter.Sub(cert.Leaf.NotBefore)
+			if time.Until(cert.Leaf.NotAfter) > life/3 && !c.CA.Revoked(cert.Leaf.SerialNumber) {
+				return certPEM, keyPEM, nil
+			}
+		}
+	}
+	if certPEM, keyPEM, err = c.CA.ProvisionDevice(device); err != nil {
+		return nil, nil, fmt.Errorf("provision %s: %w", device, err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "device.crt"), certPEM, 0o600); err != nil {
+		return nil, nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "device.key"), keyPEM, 0o600); err != nil {
+		return nil, nil, err
+	}
+	return certPEM, keyPEM, nil
+}
+
+// cleanup runs when a device is gone: its board stops, its certificates
+// are revoked (which cuts a live session) and its identity is forgotten.
+func (c *Devices) cleanup(ctx context.Context, device string) error {
+	c.stopBoards(ctx, device, "")
+	if err := c.Gateway.RevokeDevice(device); err != nil {
+		return err
+	}
+	return os.RemoveAll(filepath.Join(c.IdentityDir, device))
+}

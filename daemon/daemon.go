@@ -1,0 +1,350 @@
+// Package daemon is wasmbedd: it owns the device gateway, the resource
+// store, the controllers, the emulated boards and the HTTP API, and runs
+// them together until its context ends.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+
+	"wasmbed.io/wasmbed/daemon/api"
+	"wasmbed.io/wasmbed/daemon/apiserver"
+	"wasmbed.io/wasmbed/daemon/controller"
+	"wasmbed.io/wasmbed/daemon/events"
+	"wasmbed.io/wasmbed/daemon/store"
+	"wasmbed.io/wasmbed/gateway"
+	"wasmbed.io/wasmbed/gateway/pki"
+	"wasmbed.io/wasmbed/renode"
+)
+
+// Config configures a daemon. Zero values take the defaults named.
+type Config struct {
+	DataDir       string // required: CA, store, modules, board state
+	APIListen     string // HTTP API; 127.0.0.1:3001
+	GatewayListen string // device TLS port; :8081
+	// GatewayAdvertise is the host:port devices and boards dial; by default
+	// the listen address, with 127.0.0.1 for an unspecified host.
+	GatewayAdvertise string
+	GatewayName      string // this daemon's Gateway resource; the host name
+	Token            string // API bearer token; required when APIListen is not loopback
+	DeviceBinary     string // wasmbed-device for sim boards; found next to the daemon by default
+	Version          string
+
+	HeartbeatInterval time.Duration // device heartbeats; gateway default
+	Resync            time.Duration // controllers' periodic resync; 10s
+
+	// Demo seeds three emulated devices and rolls DemoModule out to them.
+	Demo       bool
+	DemoModule string
+
+	Logger *slog.Logger
+	// Ready, when set, receives the API and gateway addresses once both
+	// listen (for tests and scripts that start on port 0).
+	Ready func(api, gateway net.Addr)
+}
+
+func (c *Config) defaults() error {
+	if c.DataDir == "" {
+		return errors.New("a data directory is required")
+	}
+	if c.APIListen == "" {
+		c.APIListen = "127.0.0.1:3001"
+	}
+	if c.GatewayListen == "" {
+		c.GatewayListen = ":8081"
+	}
+	if c.GatewayName == "" {
+		h, err := os.Hostname()
+		if err != nil || pki.ValidDeviceName(h) != nil {
+			h = "gateway"
+		}
+		c.GatewayName = h
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Token == "" && !isLoopback(c.APIListen) {
+		return fmt.Errorf("the API listens on %s, beyond loopback: give it a bearer token (--token-file)", c.APIListen)
+	}
+	return nil
+}
+
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Run runs the daemon until ctx ends, then shuts down in order: the API
+// stops accepting, controllers drain, device sessions close, the boards this
+// daemon started stop, and the store is closed. It returns nil after a
+// clean shutdown.
+func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.defaults(); err != nil {
+		return fmt.Errorf("daemon config: %w", err)
+	}
+	log := cfg.Logger
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return err
+	}
+	ca, err := pki.Open(filepath.Join(cfg.DataDir, "pki"), pki.Options{})
+	if err != nil {
+		return err
+	}
+	st, err := store.OpenEmbedded(filepath.Join(cfg.DataDir, "store"))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	gwLn, err := net.Listen("tcp", cfg.GatewayListen)
+	if err != nil {
+		return fmt.Errorf("gateway listen: %w", err)
+	}
+	defer gwLn.Close()
+	apiLn, err := net.Listen("tcp", cfg.APIListen)
+	if err != nil {
+		return fmt.Errorf("api listen: %w", err)
+	}
+	defer apiLn.Close()
+	advertise := cfg.GatewayAdvertise
+	if advertise == "" {
+		advertise = advertiseAddr(gwLn.Addr())
+	}
+	gwHost, _, _ := net.SplitHostPort(advertise)
+	cert, err := ca.ServerCertificate(serverNames(gwHost))
+	if err != nil {
+		return err
+	}
+
+	bus := events.New(4096)
+	d := &daemon{cfg: cfg, log: log, store: st, bus: bus, started: time.Now(), advertise: advertise, consoles: make(map[string]*renode.Console)}
+	gw, err := gateway.New(gateway.Config{
+		Authority: ca, Certificate: cert, Events: gateway.EventFunc(d.gatewayEvent),
+		Logger: log, HeartbeatInterval: cfg.HeartbeatInterval,
+	})
+	if err != nil {
+		return err
+	}
+	d.gw = gw
+	sim, err := renode.NewSim(renode.SimConfig{DeviceBinary: cfg.DeviceBinary, Dir: filepath.Join(cfg.DataDir, "boards"), Logger: log})
+	if err != nil {
+		return err
+	}
+	d.backends = map[string]renode.Backend{sim.Name(): sim}
+	d.devices = &controller.Devices{
+		Store: st, Gateway: gw, GatewayName: cfg.GatewayName, GatewayAddr: advertise, ServerName: gwHost,
+		CA: ca, Backends: d.backends, IdentityDir: filepath.Join(cfg.DataDir, "identities"),
+		Resync: cfg.Resync, Logger: log,
+	}
+	d.apps = &controller.Applications{Store: st, Gateway: gw, Resync: cfg.Resync, Logger: log}
+	gws := &controller.Gateways{Store: st, Gateway: gw, Name: cfg.GatewayName, Endpoint: advertise, Logger: log}
+
+	reg := prometheus.NewRegistry()
+	handler, err := apiserver.New(apiserver.Deps{
+		Store: st, Boards: boardCatalog(d.backends), Tokens: ca, Consoles: d, Events: bus,
+		Info: d.info, Token: cfg.Token, Registry: reg, Ready: d.ready, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+
+	log.Info("daemon started", "api", apiLn.Addr().String(), "gateway", gwLn.Addr().String(),
+		"advertise", advertise, "data_dir", cfg.DataDir, "store", st.Backend())
+	if cfg.Ready != nil {
+		cfg.Ready(apiLn.Addr(), gwLn.Addr())
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	// Requests live in the daemon's context, so that streams (events,
+	// consoles) end when it shuts down instead of holding Shutdown up.
+	srv.BaseContext = func(net.Listener) context.Context { return gctx }
+	g.Go(func() error { return gw.Serve(gctx, gwLn) })
+	g.Go(func() error { return sim.Run(gctx) })
+	g.Go(func() error { return d.devices.Run(gctx) })
+	g.Go(func() error { return d.apps.Run(gctx) })
+	g.Go(func() error { return gws.Run(gctx) })
+	g.Go(func() error { return (&apiserver.ResourcePublisher{Store: st, Bus: bus, Logger: log}).Run(gctx) })
+	g.Go(func() error {
+		if err := srv.Serve(apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("api: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	})
+	if cfg.Demo {
+		g.Go(func() error { return d.seedDemo(gctx) })
+	}
+	err = g.Wait()
+	log.Info("daemon stopped", "err", err)
+	return err
+}
+
+// daemon holds what the parts share at run time.
+type daemon struct {
+	cfg       Config
+	log       *slog.Logger
+	store     store.Store
+	bus       *events.Bus
+	gw        *gateway.Gateway
+	backends  map[string]renode.Backend
+	devices   *controller.Devices
+	apps      *controller.Applications
+	started   time.Time
+	advertise string
+
+	mu       sync.Mutex
+	consoles map[string]*renode.Console // consoles of devices without a board, fed by the gateway
+}
+
+func (d *daemon) info() api.Info {
+	return api.Info{Version: d.cfg.Version, Store: d.store.Backend(), Gateway: d.cfg.GatewayName,
+		GatewayAddr: d.advertise, Started: d.started}
+}
+
+func (d *daemon) ready() error { return nil }
+
+// advertiseAddr turns a listen address into one a local board can dial.
+func advertiseAddr(a net.Addr) string {
+	host, port, _ := net.SplitHostPort(a.String())
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+func serverNames(host string) []string {
+	names := []string{host}
+	for _, n := range []string{"127.0.0.1", "localhost"} {
+		if n != host {
+			names = append(names, n)
+		}
+	}
+	if h, err := os.Hostname(); err == nil && h != host {
+		names = append(names, h)
+	}
+	return names
+}
+
+// gatewayEvent turns what the gateway reports into bus events and wakes the
+// controllers that care.
+func (d *daemon) gatewayEvent(e gateway.Event) {
+	ev := api.Event{Time: e.Time, Device: e.Device, Reason: e.Reason}
+	switch e.Type {
+	case gateway.EventOnline:
+		ev.Type = api.EventOnline
+	case gateway.EventOffline:
+		ev.Type = api.EventOffline
+	case gateway.EventApp:
+		ev.Type = api.EventApp
+		ev.App = &api.AppEvent{Name: e.App.App, Version: e.App.Version, State: e.App.State.String(), Reason: e.App.Reason}
+	case gateway.EventProgress:
+		ev.Type = api.EventProgress
+		ev.App = &api.AppEvent{Name: e.App.App, Version: e.App.Version, State: e.App.State.String(), Sent: e.Sent, Total: e.Total}
+		d.apps.Progress(e.App.App, e.Device, e.Sent, e.Total)
+	case gateway.EventTelemetry:
+		ev.Type = api.EventTelemetry
+		ev.App = &api.AppEvent{Name: e.Telemetry.App}
+		ev.Values = e.Telemetry.Values
+	case gateway.EventConsole:
+		d.gatewayConsole(e.Device).Write(e.Console.Data)
+		return
+	}
+	d.bus.Publish(ev)
+	switch e.Type {
+	case gateway.EventOnline, gateway.EventOffline, gateway.EventApp:
+		d.devices.Enqueue(e.Device)
+		d.apps.DeviceChanged(context.Background())
+	}
+}
+
+// gatewayConsole is the console of a device as its session carries it.
+func (d *daemon) gatewayConsole(device string) *renode.Console {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c := d.consoles[device]
+	if c == nil {
+		c = renode.NewConsole(0)
+		c.SetInput(consoleInput{d.gw, device})
+		d.consoles[device] = c
+	}
+	return c
+}
+
+type consoleInput struct {
+	gw     *gateway.Gateway
+	device string
+}
+
+func (w consoleInput) Write(p []byte) (int, error) {
+	if err := w.gw.SendConsole(w.device, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// AttachConsole serves a device's console: its board's UART when the
+// daemon runs its board, otherwise what its session carries.
+func (d *daemon) AttachConsole(ctx context.Context, device string) ([]byte, <-chan []byte, func([]byte) error, error) {
+	dev, err := d.store.Devices().Get(ctx, device)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var c *renode.Console
+	if em := dev.Spec.Emulation; em != nil {
+		name := em.Backend
+		if name == "" {
+			name = controller.DefaultBackend
+		}
+		if b, ok := d.backends[name]; ok && b.Status(device).State == renode.Running {
+			c, _ = b.Console(device)
+		}
+	}
+	if c == nil {
+		if _, online := d.gw.Session(device); !online {
+			return nil, nil, nil, fmt.Errorf("device %s: %w", device, apiserver.ErrBoardOff)
+		}
+		c = d.gatewayConsole(device)
+	}
+	history, live, cancel := c.Subscribe()
+	context.AfterFunc(ctx, cancel)
+	return history, live, c.Input, nil
+}
+
+// boardCatalog lists the boards with the backends of this daemon that can
+// run them.
+func boardCatalog(backends map[string]renode.Backend) []api.Board {
+	var out []api.Board
+	for _, b := range renode.Boards() {
+		ab := api.Board{Name: b.Name, Title: b.Title, Vendor: b.Vendor, MCU: b.MCU, Core: b.Core,
+			FlashKiB: b.FlashKiB, RAMKiB: b.RAMKiB, RenodePlatform: b.RenodePlatform, Capabilities: b.Capabilities}
+		for name := range backends {
+			ab.Backends = append(ab.Backends, name)
+		}
+		out = append(out, ab)
+	}
+	return out
+}

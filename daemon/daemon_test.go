@@ -1,0 +1,307 @@
+package daemon_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"wasmbed.io/wasmbed/crds/v1alpha1"
+	"wasmbed.io/wasmbed/daemon"
+	"wasmbed.io/wasmbed/daemon/api"
+	"wasmbed.io/wasmbed/daemon/client"
+)
+
+const waitLimit = 90 * time.Second
+
+var deviceBinary string
+
+// TestMain builds the real wasmbed-device binary the sim boards run.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "wasmbedd-test-")
+	if err != nil {
+		panic(err)
+	}
+	deviceBinary = filepath.Join(dir, "wasmbed-device")
+	build := exec.Command("go", "build", "-o", deviceBinary, "./cmd/wasmbed-device")
+	build.Dir = ".."
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build wasmbed-device: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// instance is a real daemon running in the test process on loopback.
+type instance struct {
+	t      *testing.T
+	c      *client.Client
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+}
+
+func startDaemon(t *testing.T, dataDir string) *instance {
+	t.Helper()
+	ready := make(chan net.Addr, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	in := &instance{t: t, cancel: cancel, done: make(chan error, 1)}
+	go func() {
+		in.done <- daemon.Run(ctx, daemon.Config{
+			DataDir: dataDir, APIListen: "127.0.0.1:0", GatewayListen: "127.0.0.1:0",
+			GatewayName: "gw-test", DeviceBinary: deviceBinary, Resync: time.Second,
+			HeartbeatInterval: 500 * time.Millisecond,
+			Logger:            slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Ready:             func(a, _ net.Addr) { ready <- a },
+		})
+	}()
+	select {
+	case a := <-ready:
+		c, err := client.New("http://" + a.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		in.c = c
+	case err := <-in.done:
+		t.Fatalf("daemon did not start: %v", err)
+	}
+	t.Cleanup(in.stop)
+	return in
+}
+
+// stop shuts the daemon down and checks it stopped cleanly; safe twice.
+func (in *instance) stop() {
+	in.once.Do(func() {
+		in.cancel()
+		select {
+		case err := <-in.done:
+			if err != nil {
+				in.t.Errorf("daemon Run = %v", err)
+			}
+		case <-time.After(waitLimit):
+			in.t.Errorf("daemon did not stop")
+		}
+	})
+}
+
+func eventually(t *testing.T, what string, cond func() (bool, error)) {
+	t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	var last error
+	for time.Now().Before(deadline) {
+		ok, err := cond()
+		if ok {
+			return
+		}
+		last = err
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("never: %s (last error %v)", what, last)
+}
+
+func readApp(t *testing.T, file string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "testdata", "apps", file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestDaemon drives the real daemon through its API: emulated devices come
+// online, a module rolls out with progress on the event stream, a console
+// is read, a failing update rolls back by itself, and a restart finds
+// everything as it was.
+func TestDaemon(t *testing.T) {
+	ctx := context.Background()
+	dataDir := t.TempDir()
+	d := startDaemon(t, dataDir)
+	c := d.c
+
+	events, err := c.Events(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer events.Close()
+
+	names := []string{"dev-a", "dev-b", "dev-c"}
+	boards := []string{"mps2-an385", "stm32f746g-disco", "nrf52840-dk"}
+	for i, n := range names {
+		_, err := c.CreateDevice(ctx, &v1alpha1.Device{
+			ObjectMeta: metav1.ObjectMeta{Name: n, Labels: map[string]string{"fleet": "test"}},
+			Spec:       v1alpha1.DeviceSpec{Board: boards[i], Emulation: &v1alpha1.Emulation{Backend: "sim", Enabled: true}},
+		})
+		if err != nil {
+			t.Fatalf("CreateDevice %s = %v", n, err)
+		}
+	}
+	allOnline := func() (bool, error) {
+		list, err := c.ListDevices(ctx, "fleet=test")
+		if err != nil {
+			return false, err
+		}
+		for _, d := range list.Items {
+			if d.Status.Phase != v1alpha1.DeviceOnline {
+				return false, fmt.Errorf("%s is %s", d.Name, d.Status.Phase)
+			}
+		}
+		return len(list.Items) == 3, nil
+	}
+	eventually(t, "three devices online", allOnline)
+
+	v1, err := c.UploadModule(ctx, bytes.NewReader(readApp(t, "sensor.wasm")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.CreateApplication(ctx, &v1alpha1.Application{
+		ObjectMeta: metav1.ObjectMeta{Name: "sensor"},
+		Spec: v1alpha1.ApplicationSpec{
+			Module: v1alpha1.ModuleRef{SHA256: v1.SHA256}, Version: "1",
+			Target:  v1alpha1.Target{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"fleet": "test"}}},
+			Rollout: v1alpha1.Rollout{BatchSize: 2, HealthySeconds: 1},
+			Limits:  v1alpha1.Limits{PeriodMillis: 100},
+		},
+	})
+	if err != nil {
+		t.Fatalf("CreateApplication = %v", err)
+	}
+
+	// Per-device progress and running state arrive on the event stream.
+	progress, running := map[string]bool{}, map[string]bool{}
+	for len(running) < 3 {
+		e, err := events.Next()
+		if err != nil {
+			t.Fatalf("event stream: %v", err)
+		}
+		switch {
+		case e.Type == api.EventProgress && e.App.Name == "sensor":
+			progress[e.Device] = true
+		case e.Type == api.EventApp && e.App.Name == "sensor" && e.App.State == "running":
+			running[e.Device] = true
+		}
+	}
+	if len(progress) != 3 {
+		t.Errorf("progress events for %v, want all three devices", progress)
+	}
+	eventually(t, "application Running", func() (bool, error) {
+		a, err := c.GetApplication(ctx, "sensor")
+		if err != nil {
+			return false, err
+		}
+		return a.Status.Phase == v1alpha1.AppRunning && a.Status.Running == 3, fmt.Errorf("phase %s", a.Status.Phase)
+	})
+
+	// The board console carries the app's output, and typed input reaches
+	// the board's shell.
+	con, err := c.Console(ctx, "dev-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SendConsole(ctx, "dev-a", []byte("apps\r")); err != nil {
+		t.Fatal(err)
+	}
+	got := readUntil(t, con, "sensor v1 tick")
+	con.Close()
+	if !strings.Contains(got, "sensor v1 tick") {
+		t.Fatalf("console = %q", got)
+	}
+
+	// A failing update (a module that traps) rolls back by itself.
+	bad, err := c.UploadModule(ctx, bytes.NewReader(readApp(t, "trap.wasm")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	app, err := c.GetApplication(ctx, "sensor")
+	if err != nil {
+		t.Fatal(err)
+	}
+	app.Spec.Module, app.Spec.Version = v1alpha1.ModuleRef{SHA256: bad.SHA256}, "2"
+	if _, err := c.UpdateApplication(ctx, app); err != nil {
+		t.Fatalf("UpdateApplication = %v", err)
+	}
+	eventually(t, "automatic rollback to 1", func() (bool, error) {
+		a, err := c.GetApplication(ctx, "sensor")
+		if err != nil {
+			return false, err
+		}
+		rb := a.Status.RolledBack
+		return rb != nil && rb.From == "2" && rb.To == "1" && a.Spec.Version == "1" && a.Status.Running == 3,
+			fmt.Errorf("phase %s version %s running %d", a.Status.Phase, a.Spec.Version, a.Status.Running)
+	})
+
+	// Restart: every resource is there and the devices come back online
+	// running version 1.
+	d.stop()
+	d = startDaemon(t, dataDir)
+	c = d.c
+	eventually(t, "devices online after restart", func() (bool, error) {
+		if ok, err := allOnline(); !ok {
+			return false, err
+		}
+		for _, n := range names {
+			dev, err := c.GetDevice(ctx, n)
+			if err != nil {
+				return false, err
+			}
+			if len(dev.Status.Apps) != 1 || dev.Status.Apps[0].Version != "1" || dev.Status.Apps[0].State != "running" {
+				return false, fmt.Errorf("%s apps %+v", n, dev.Status.Apps)
+			}
+		}
+		return true, nil
+	})
+	a, err := c.GetApplication(ctx, "sensor")
+	if err != nil || a.Spec.Version != "1" || len(a.Status.History) < 2 {
+		t.Fatalf("after restart application = %+v, %v", a, err)
+	}
+	mods, err := c.ListModules(ctx)
+	if err != nil || len(mods) != 2 {
+		t.Fatalf("after restart modules = %v, %v; want 2", mods, err)
+	}
+
+	// Deleting a device stops its board and revokes it.
+	if err := c.DeleteDevice(ctx, "dev-c"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.GetDevice(ctx, "dev-c"); !errors.Is(err, &api.Error{Reason: api.ReasonNotFound}) {
+		t.Fatalf("GetDevice after delete = %v, want NotFound", err)
+	}
+}
+
+// readUntil reads a stream until it holds want or the wait limit passes.
+func readUntil(t *testing.T, r io.Reader, want string) string {
+	t.Helper()
+	var buf bytes.Buffer
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b := make([]byte, 4096)
+		for !strings.Contains(buf.String(), want) {
+			n, err := r.Read(b)
+			buf.Write(b[:n])
+			if err != nil {
+				return
+			}
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(waitLimit):
+		t.Fatalf("stream never showed %q", want)
+	}
+	return buf.String()
+}

@@ -158,6 +158,7 @@ func Run(ctx context.Context, cfg Config) error {
 	gws := &controller.Gateways{Store: st, Gateway: gw, Name: cfg.GatewayName, Endpoint: advertise, Logger: log}
 
 	reg := prometheus.NewRegistry()
+	d.metrics = newMetrics(reg, d)
 	handler, err := apiserver.New(apiserver.Deps{
 		Store: st, Boards: boardCatalog(d.backends), Tokens: ca, Consoles: d, Events: bus,
 		Info: d.info, Token: cfg.Token, Registry: reg, Ready: d.ready, Logger: log,
@@ -216,6 +217,8 @@ type daemon struct {
 	started   time.Time
 	advertise string
 
+	metrics *metrics
+
 	mu       sync.Mutex
 	consoles map[string]*renode.Console // consoles of devices without a board, fed by the gateway
 }
@@ -252,6 +255,7 @@ func serverNames(host string) []string {
 // gatewayEvent turns what the gateway reports into bus events and wakes the
 // controllers that care.
 func (d *daemon) gatewayEvent(e gateway.Event) {
+	d.metrics.events.WithLabelValues(string(e.Type)).Inc()
 	ev := api.Event{Time: e.Time, Device: e.Device, Reason: e.Reason}
 	switch e.Type {
 	case gateway.EventOnline:

@@ -163,6 +163,14 @@ func TestDaemon(t *testing.T) {
 		return len(list.Items) == 3, nil
 	}
 	eventually(t, "three devices online", allOnline)
+	eventually(t, "metrics count the sessions and phases", func() (bool, error) {
+		m, err := c.Metrics(ctx)
+		if err != nil {
+			return false, err
+		}
+		text := string(m)
+		return strings.Contains(text, "wasmbed_gateway_sessions 3") && strings.Contains(text, `wasmbed_devices{phase="Online"} 3`), nil
+	})
 
 	v1, err := c.UploadModule(ctx, bytes.NewReader(readApp(t, "sensor.wasm")))
 	if err != nil {

@@ -1,0 +1,69 @@
+package daemon
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the daemon's own Prometheus series; the API adds its request
+// metrics to the same registry.
+type metrics struct {
+	events *prometheus.CounterVec
+}
+
+func newMetrics(reg *prometheus.Registry, d *daemon) *metrics {
+	m := &metrics{
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wasmbed_gateway_events_total",
+			Help: "Events reported by the device gateway, by type (online, offline, app, progress, telemetry, console).",
+		}, []string{"type"}),
+	}
+	reg.MustRegister(
+		m.events,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "wasmbed_gateway_sessions",
+			Help: "Live device sessions on this daemon's gateway.",
+		}, func() float64 { return float64(len(d.gw.Sessions())) }),
+		&phaseCollector{d: d},
+	)
+	return m
+}
+
+// phaseCollector counts devices and applications by phase at scrape time,
+// from the store, so the figures are never stale.
+type phaseCollector struct{ d *daemon }
+
+var (
+	devicePhaseDesc = prometheus.NewDesc("wasmbed_devices", "Devices by phase.", []string{"phase"}, nil)
+	appPhaseDesc    = prometheus.NewDesc("wasmbed_applications", "Applications (rollouts) by phase.", []string{"phase"}, nil)
+)
+
+func (c *phaseCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- devicePhaseDesc
+	ch <- appPhaseDesc
+}
+
+func (c *phaseCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if devs, err := c.d.store.Devices().List(ctx); err == nil {
+		n := map[string]int{}
+		for _, d := range devs {
+			n[string(d.Status.Phase)]++
+		}
+		for phase, k := range n {
+			ch <- prometheus.MustNewConstMetric(devicePhaseDesc, prometheus.GaugeValue, float64(k), phase)
+		}
+	}
+	if apps, err := c.d.store.Applications().List(ctx); err == nil {
+		n := map[string]int{}
+		for _, a := range apps {
+			n[string(a.Status.Phase)]++
+		}
+		for phase, k := range n {
+			ch <- prometheus.MustNewConstMetric(appPhaseDesc, prometheus.GaugeValue, float64(k), phase)
+		}
+	}
+}

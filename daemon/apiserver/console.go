@@ -24,15 +24,8 @@ func (s *server) streamConsole(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return consoleError(name, err)
 	}
-	rc := http.NewResponseController(w)
-	// A stream lasts longer than any write timeout of the server.
-	rc.SetWriteDeadline(time.Time{})
-	h := w.Header()
-	h.Set("Content-Type", "application/octet-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	rc := startStream(w, "application/octet-stream")
 	if len(history) > 0 {
 		if _, err := w.Write(history); err != nil {
 			return err
@@ -103,4 +96,18 @@ func consoleError(device string, err error) error {
 		return unavailablef("the board of device %q is off; start it with POST /api/v1/devices/%s/emulation/start", device, device)
 	}
 	return err
+}
+
+// startStream sends the headers of a long-lived streaming response and
+// lifts the server's write deadline: a stream lasts longer than any write
+// timeout.
+func startStream(w http.ResponseWriter, contentType string) *http.ResponseController {
+	rc := http.NewResponseController(w)
+	rc.SetWriteDeadline(time.Time{})
+	h := w.Header()
+	h.Set("Content-Type", contentType)
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	return rc
 }

@@ -39,13 +39,7 @@ func (s *server) streamEvents(w http.ResponseWriter, r *http.Request) error {
 	defer cancel()
 	past, live := s.d.Events.Subscribe(ctx, after)
 
-	rc := http.NewResponseController(w)
-	rc.SetWriteDeadline(time.Time{})
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
+	rc := startStream(w, "text/event-stream")
 
 	bw := bufio.NewWriter(w)
 	for _, e := range past {

@@ -24,6 +24,10 @@ import (
 // DefaultBackend runs emulated boards when a device names no backend.
 const DefaultBackend = "sim"
 
+// lastSeenGranularity is how far a device's stored last-seen time may lag
+// while it is online.
+const lastSeenGranularity = 30 * time.Second
+
 // Devices reconciles Device resources: it provisions and runs emulated
 // boards through their backends and mirrors what the gateway knows of each
 // device into its status.
@@ -77,7 +81,12 @@ func (c *Devices) reconcile(ctx context.Context, name string) error {
 	if s, ok := c.Gateway.Session(name); ok {
 		st.Phase = v1alpha1.DeviceOnline
 		st.Gateway = c.GatewayName
-		st.LastSeen = &metav1.Time{Time: s.LastSeen.Truncate(time.Second)}
+		// While a device is online its last-seen time moves with every
+		// heartbeat; store it coarsely so that heartbeats do not turn into
+		// a write each.
+		if st.LastSeen == nil || s.LastSeen.Sub(st.LastSeen.Time) >= lastSeenGranularity {
+			st.LastSeen = &metav1.Time{Time: s.LastSeen.Truncate(time.Second)}
+		}
 		st.RTTMicros = s.RTT.Microseconds()
 		st.Firmware = s.Firmware
 		st.Capabilities = s.Capabilities

@@ -55,6 +55,7 @@ type Gateway struct {
 	sessions map[string]*session // by device name, live sessions after hello
 	desired  map[string]map[string]*desiredApp
 	waiters  map[waitKey][]chan error
+	boards   map[string]Board // registered boards by device
 }
 
 // New checks cfg and returns a Gateway ready to Serve.
@@ -99,6 +100,7 @@ func New(cfg Config) (*Gateway, error) {
 		sessions: make(map[string]*session),
 		desired:  make(map[string]map[string]*desiredApp),
 		waiters:  make(map[waitKey][]chan error),
+		boards:   make(map[string]Board),
 	}
 	return g, nil
 }

@@ -307,3 +307,32 @@ func TestHeartbeatTimeout(t *testing.T) {
 		t.Errorf("silent device still has a session")
 	}
 }
+
+// TestBoardRegistration: a registered board's session must present the
+// registered certificate and board type; unregistering cuts it off.
+func TestBoardRegistration(t *testing.T) {
+	tb := newTestbed(t, nil)
+	dir := tb.provision("board-1")
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "device.crt"), filepath.Join(dir, "device.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb.gw.RegisterBoard(gateway.Board{Device: "board-1", Serial: cert.Leaf.SerialNumber, Board: "test-board", Backend: "sim"})
+
+	other := tb.cert("board-1") // a valid certificate, but not the registered one
+	if err := tb.hello(other, 0, &protocol.Hello{Device: "board-1", Board: "test-board", MinVersion: 1, MaxVersion: 1}); protocol.CodeOf(err) != protocol.CodeIdentityMismatch {
+		t.Errorf("hello with another certificate = %v, want identity-mismatch", err)
+	}
+	if err := tb.hello(&cert, 0, &protocol.Hello{Device: "board-1", Board: "other-board", MinVersion: 1, MaxVersion: 1}); protocol.CodeOf(err) != protocol.CodeIdentityMismatch {
+		t.Errorf("hello with another board type = %v, want identity-mismatch", err)
+	}
+
+	tb.startDeviceIn("board-1", dir, "", nil)
+	e := tb.events.waitFor(t, 0, "board-1 online", isType("board-1", gateway.EventOnline))
+	if e.Session.Backend != "sim" {
+		t.Errorf("session backend = %q, want sim", e.Session.Backend)
+	}
+	m := tb.events.mark()
+	tb.gw.UnregisterBoard("board-1")
+	tb.events.waitFor(t, m, "board-1 cut off", isType("board-1", gateway.EventOffline))
+}

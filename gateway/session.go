@@ -30,6 +30,7 @@ type SessionInfo struct {
 	CertSerial   string        // hex
 	CertExpiry   time.Time
 	Apps         []protocol.AppInfo // sorted by app name
+	Backend      string             // of a registered board; empty for other devices
 }
 
 // session is one authenticated device connection after hello.
@@ -226,6 +227,9 @@ func (s *session) hello(m *protocol.Message) error {
 		return protocol.Errorf(protocol.CodeIdentityMismatch,
 			"hello names device %q but the certificate is for %q", h.Device, s.device)
 	}
+	if err := s.g.checkBoard(s.device, s.serial, h.Board); err != nil {
+		return err
+	}
 	if h.MinVersion > protocol.Version || h.MaxVersion < protocol.Version {
 		return protocol.Errorf(protocol.CodeUnsupportedVersion,
 			"device speaks versions %d..%d, gateway speaks %d", h.MinVersion, h.MaxVersion, protocol.Version)
@@ -233,6 +237,9 @@ func (s *session) hello(m *protocol.Message) error {
 	now := time.Now()
 	s.mu.Lock()
 	s.info.Board, s.info.Firmware = h.Board, h.Firmware
+	if b, ok := s.g.BoardOf(s.device); ok {
+		s.info.Backend = b.Backend
+	}
 	s.info.Capabilities = h.Capabilities
 	s.info.Version = protocol.Version
 	s.info.ConnectedAt, s.info.LastSeen = now, now

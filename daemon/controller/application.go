@@ -213,7 +213,11 @@ func (c *Applications) rowFor(app *v1alpha1.Application, d *v1alpha1.Device) v1a
 	row := v1alpha1.DeviceRollout{Device: d.Name, Version: app.Spec.Version}
 	k := key{app.Name, d.Name}
 	c.mu.Lock()
-	dep := c.inflight[k]
+	var dep *deployment
+	if d := c.inflight[k]; d != nil {
+		cp := *d // Progress writes it under c.mu
+		dep = &cp
+	}
 	res, hasRes := c.results[k]
 	c.mu.Unlock()
 	var rep *v1alpha1.DeviceApp

@@ -143,6 +143,7 @@ func (c *Devices) syncBoard(ctx context.Context, dev *v1alpha1.Device) (*v1alpha
 	em := dev.Spec.Emulation
 	if em == nil {
 		c.stopBoards(ctx, dev.Name, "")
+		c.Gateway.UnregisterBoard(dev.Name)
 		return nil, nil
 	}
 	name := em.Backend
@@ -160,6 +161,7 @@ func (c *Devices) syncBoard(ctx context.Context, dev *v1alpha1.Device) (*v1alpha
 		err = c.startBoard(ctx, b, dev)
 	} else {
 		err = b.Stop(ctx, dev.Name)
+		c.Gateway.UnregisterBoard(dev.Name)
 	}
 	s := b.Status(dev.Name)
 	bs := &v1alpha1.BoardStatus{Backend: name, State: string(s.State), Reason: s.Reason, ID: s.ID}
@@ -184,6 +186,16 @@ func (c *Devices) startBoard(ctx context.Context, b renode.Backend, dev *v1alpha
 	if err != nil {
 		return err
 	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return fmt.Errorf("identity of %s: %w", dev.Name, err)
+	}
+	// The gateway learns the board before it boots, and refuses a session
+	// under this name that does not match.
+	c.Gateway.RegisterBoard(gateway.Board{
+		Device: dev.Name, Serial: cert.Leaf.SerialNumber, Board: board.Name,
+		Capabilities: board.Capabilities, Backend: b.Name(), Endpoint: c.GatewayAddr,
+	})
 	return b.Start(ctx, renode.Spec{
 		Device: dev.Name, Board: board, Gateway: c.GatewayAddr, ServerName: c.ServerName,
 		CertPEM: certPEM, KeyPEM: keyPEM, CAPEM: c.CA.CACertPEM(), Labels: dev.Labels,
@@ -237,6 +249,7 @@ func (c *Devices) identity(device string) (certPEM, keyPEM []byte, err error) {
 // are revoked (which cuts a live session) and its identity is forgotten.
 func (c *Devices) cleanup(ctx context.Context, device string) error {
 	c.stopBoards(ctx, device, "")
+	c.Gateway.UnregisterBoard(device)
 	if err := c.Gateway.RevokeDevice(device); err != nil {
 		return err
 	}

@@ -45,8 +45,9 @@ fuzz: ## run every fuzz target for FUZZTIME each
 apps: ## rebuild the sample WebAssembly apps in testdata/apps
 	$(MAKE) -B -C testdata/apps
 
-generate: ## regenerate deep-copy methods of the resource types
+generate: ## regenerate the resource types' deep-copy methods and CRD manifests
 	$(CONTROLLER_GEN) object paths=./crds/...
+	$(CONTROLLER_GEN) crd paths=./crds/... output:crd:dir=./crds
 
 clean: ## remove build output
 	rm -rf $(BIN)

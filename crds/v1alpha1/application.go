@@ -26,6 +26,7 @@ type ApplicationSpec struct {
 	// Module is the uploaded module to run.
 	Module ModuleRef `json:"module"`
 	// Version names this revision of the app, e.g. "1.2.0".
+	// +kubebuilder:validation:MinLength=1
 	Version string  `json:"version"`
 	Target  Target  `json:"target"`
 	Rollout Rollout `json:"rollout,omitempty"`
@@ -45,6 +46,7 @@ type ModuleRef struct {
 
 // Target selects devices by name, by labels, or both (the union).
 type Target struct {
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`
 	Devices  []string              `json:"devices,omitempty"`
 	Selector *metav1.LabelSelector `json:"selector,omitempty"`
 }
@@ -54,13 +56,18 @@ type Rollout struct {
 	// BatchSize is how many devices are updated at once; BatchPercent, when
 	// set, is the same as a percentage of the targeted devices. Both 0
 	// means all at once.
-	BatchSize    int32 `json:"batchSize,omitempty"`
+	// +kubebuilder:validation:Minimum=0
+	BatchSize int32 `json:"batchSize,omitempty"`
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
 	BatchPercent int32 `json:"batchPercent,omitempty"`
 	// MaxFailures is how many devices may fail before the rollout stops and
 	// rolls back.
+	// +kubebuilder:validation:Minimum=0
 	MaxFailures int32 `json:"maxFailures,omitempty"`
 	// HealthySeconds is how long an app must run without a trap to count as
 	// healthy.
+	// +kubebuilder:validation:Minimum=0
 	HealthySeconds int32 `json:"healthySeconds,omitempty"`
 }
 

@@ -23,10 +23,13 @@ type Device struct {
 
 // DeviceSpec is the desired state of a Device.
 type DeviceSpec struct {
-	// Board is the board or MCU type, a name from the board catalog.
+	// Board is the board or MCU type, a name from the board catalog
+	// (renode.Boards; a test keeps this enum equal to it).
+	// +kubebuilder:validation:Enum=arduino-nano-33-ble;esp32-devkitc;frdm-k64f;litex-vexriscv;mimxrt1064-evk;mps2-an385;nrf52840-dk;nucleo-h753zi;sam-e70-xplained;sltb004a;stm32f072b-disco;stm32f4-disco;stm32f746g-disco
 	Board string `json:"board"`
 	// Gateway is the Gateway the device should connect to; empty lets the
 	// daemon choose.
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`
 	Gateway string `json:"gateway,omitempty"`
 	// Emulation, when set, makes the daemon run the device as an emulated
 	// board.

@@ -22,6 +22,7 @@ type Gateway struct {
 // GatewaySpec is the desired state of a Gateway.
 type GatewaySpec struct {
 	// Endpoint is the host:port devices dial.
+	// +kubebuilder:validation:MinLength=3
 	Endpoint string `json:"endpoint"`
 	// Capacity is the most devices the gateway takes; 0 means no limit.
 	Capacity int32 `json:"capacity,omitempty"`

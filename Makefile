@@ -9,7 +9,7 @@ PKGS      := ./...
 
 CONTROLLER_GEN ?= $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.23.0
 
-.PHONY: help build test vet fmt-check run bench fuzz apps generate clean
+.PHONY: help build test vet fmt-check run bench bench-daemon fuzz apps generate clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -32,8 +32,14 @@ run: build ## run the system: the daemon with three emulated devices and a sampl
 	@echo "wasmbedd: API on http://127.0.0.1:3001 (try: curl -s localhost:3001/api/v1/devices), data in $(DATA)"
 	$(BIN)/wasmbedd --demo --data-dir $(DATA) --log-level $(LOG_LEVEL)
 
-bench: ## benchmarks; figures go to docs/benchmarks.md
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
+HEAVY_BENCH := Rollout|RSS|APILatency
+
+bench: ## benchmarks but the daemon load harness; figures go to docs/benchmarks.md
+	$(GO) test -run '^$$' -bench . -skip '$(HEAVY_BENCH)' -benchmem -benchtime $(BENCHTIME) ./...
+
+bench-daemon: ## the daemon load harness: rollout to 100/1000 devices, RSS, API latency (minutes)
+	$(GO) test -run '^$$' -bench 'Rollout|RSS' -benchtime 1x -timeout 30m ./daemon/
+	$(GO) test -run '^$$' -bench 'APILatency' -benchtime 20000x -timeout 30m ./daemon/
 
 fuzz: ## run every fuzz target for FUZZTIME each
 	@set -e; for pkg in $$($(GO) list ./...); do \

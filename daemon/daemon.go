@@ -281,7 +281,7 @@ func (d *daemon) gatewayEvent(e gateway.Event) {
 	switch e.Type {
 	case gateway.EventOnline, gateway.EventOffline, gateway.EventApp:
 		d.devices.Enqueue(e.Device)
-		d.apps.DeviceChanged(context.Background())
+		d.apps.DeviceChanged()
 	}
 }
 
@@ -291,12 +291,17 @@ func (d *daemon) gatewayConsole(device string) *renode.Console {
 	defer d.mu.Unlock()
 	c := d.consoles[device]
 	if c == nil {
-		c = renode.NewConsole(0)
+		// Nobody may ever attach to it: keep a small scrollback.
+		c = renode.NewConsole(gatewayScrollback)
 		c.SetInput(consoleInput{d.gw, device})
 		d.consoles[device] = c
 	}
 	return c
 }
+
+// gatewayScrollback is the scrollback kept for a device console carried by
+// its session (board consoles keep renode.DefaultScrollback).
+const gatewayScrollback = 8 << 10
 
 type consoleInput struct {
 	gw     *gateway.Gateway

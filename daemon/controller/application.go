@@ -53,6 +53,7 @@ type Applications struct {
 	mu       sync.Mutex
 	inflight map[key]*deployment // deploys under way
 	results  map[key]result      // how the last deploy of a module to a device ended
+	known    map[string]bool     // app names seen by the watch
 }
 
 // key names one app on one device.
@@ -77,15 +78,27 @@ func (c *Applications) Enqueue(app string) {
 }
 
 // DeviceChanged re-reconciles every app after a device changed: its labels
-// may move it in or out of a target, its reports move rollouts on.
-func (c *Applications) DeviceChanged(ctx context.Context) {
-	apps, err := c.Store.Applications().List(ctx)
-	if err != nil {
-		return
+// may move it in or out of a target, its reports move rollouts on. It only
+// enqueues the names the controller's watch has seen, so it is cheap enough
+// to call from the gateway's session goroutines.
+func (c *Applications) DeviceChanged() {
+	c.mu.Lock()
+	names := make([]string, 0, len(c.known))
+	for n := range c.known {
+		names = append(names, n)
 	}
-	for _, a := range apps {
-		c.Enqueue(a.Name)
+	c.mu.Unlock()
+	for _, n := range names {
+		c.Enqueue(n)
 	}
+}
+
+// seen records an app name from the watch; gone forgets it.
+func (c *Applications) seen(name string) {
+	c.mu.Lock()
+	c.known[name] = true
+	c.mu.Unlock()
+	c.Enqueue(name)
 }
 
 // Progress records transfer progress reported by the gateway.
@@ -109,8 +122,9 @@ func (c *Applications) Run(ctx context.Context) error {
 	c.ctx = ctx
 	c.inflight = make(map[key]*deployment)
 	c.results = make(map[key]result)
+	c.known = make(map[string]bool)
 	c.loop = newLoop("applications", c.Logger)
-	go watch(ctx, c.Store.Applications(), c.Resync, c.loop.Enqueue, func(a *v1alpha1.Application) { c.deleted(ctx, a) })
+	go watch(ctx, c.Store.Applications(), c.Resync, c.seen, func(a *v1alpha1.Application) { c.deleted(ctx, a) })
 	c.loop.run(ctx, 2, c.reconcile)
 	return nil
 }
@@ -476,6 +490,7 @@ func (c *Applications) writeStatus(ctx context.Context, app *v1alpha1.Applicatio
 func (c *Applications) forget(app string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	delete(c.known, app)
 	for k, d := range c.inflight {
 		if k.app == app {
 			d.cancel()

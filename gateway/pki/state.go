@@ -173,7 +173,7 @@ func (s *state) prune(now time.Time) {
 // for writing (or owns a not yet published Authority).
 func (a *Authority) saveLocked() error {
 	a.st.prune(a.now())
-	data, err := json.MarshalIndent(a.st, "", "  ")
+	data, err := json.Marshal(a.st) // compact: the file is rewritten on every change
 	if err != nil {
 		return fmt.Errorf("save state: %w", err)
 	}

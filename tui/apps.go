@@ -1,0 +1,305 @@
+package tui
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/charmbracelet/bubbles/key"
+	tea "github.com/charmbracelet/bubbletea"
+
+	"wasmbed.io/wasmbed/crds/v1alpha1"
+)
+
+// appColumns are the columns of the applications list.
+var appColumns = []column{
+	{title: "NAME", min: 8},
+	{title: "VERSION", width: 9, prio: 4},
+	{title: "PHASE", width: 10},
+	{title: "ROLLOUT", width: 20, prio: 3},
+	{title: "RUNNING", width: 7, right: true},
+	{title: "XFER", width: 4, prio: 1, right: true},
+	{title: "FAIL", width: 4, prio: 2, right: true},
+}
+
+// rolloutBar renders how far a rollout is, width cells: running devices
+// as full blocks, transferring as shaded, failed as x, the rest as dots.
+func rolloutBar(st *styles, running, transferring, failed, targeted, width int) string {
+	r, t, f := barSegments(running, transferring, failed, targeted, width)
+	rest := max(0, width-r-t-f)
+	return st.ok.Render(strings.Repeat(glyphRunning, r)) +
+		st.warn.Render(strings.Repeat(glyphTransferring, t)) +
+		st.bad.Render(strings.Repeat(glyphFailed, f)) +
+		st.dim.Render(strings.Repeat(glyphRest, rest))
+}
+
+// appRow renders one application as a row of the laid-out columns.
+func appRow(st *styles, a *v1alpha1.Application, cols []column) string {
+	s := a.Status
+	barWidth := 0
+	for _, c := range cols {
+		if c.title == "ROLLOUT" {
+			barWidth = c.width
+		}
+	}
+	fail := strconv.Itoa(int(s.Failed))
+	if s.Failed > 0 {
+		fail = st.bad.Render(fail)
+	}
+	return tableRow(cols, map[string]string{
+		"NAME":    a.Name,
+		"VERSION": a.Spec.Version,
+		"PHASE":   st.state(string(appPhase(a))),
+		"ROLLOUT": rolloutBar(st, int(s.Running), int(s.Transferring), int(s.Failed), int(s.Targeted), barWidth),
+		"RUNNING": fmt.Sprintf("%d/%d", s.Running, s.Targeted),
+		"XFER":    strconv.Itoa(int(s.Transferring)),
+		"FAIL":    fail,
+	})
+}
+
+// appKeys are the actions on an application, each asked y/n first.
+type appKeys struct {
+	Pause, Stop, Rollback key.Binding
+}
+
+func newAppKeys() appKeys {
+	return appKeys{
+		Pause:    key.NewBinding(key.WithKeys("p"), key.WithHelp("p", "pause or resume the rollout")),
+		Stop:     key.NewBinding(key.WithKeys("s"), key.WithHelp("s", "stop or start the app on every device")),
+		Rollback: key.NewBinding(key.WithKeys("b"), key.WithHelp("b", "roll back to the previous version")),
+	}
+}
+
+func (k appKeys) list() []key.Binding { return []key.Binding{k.Pause, k.Stop, k.Rollback} }
+
+// action returns the y/n question for the action key s names on a, or
+// nil when s is no action.
+func (k appKeys) action(sh *shared, s string, a *v1alpha1.Application) tea.Cmd {
+	var act appAction
+	switch {
+	case matches(s, k.Pause) && a.Spec.Paused:
+		act = actResume
+	case matches(s, k.Pause):
+		act = actPause
+	case matches(s, k.Stop) && a.Spec.Stopped:
+		act = actStart
+	case matches(s, k.Stop):
+		act = actStop
+	case matches(s, k.Rollback):
+		act = actRollback
+	default:
+		return nil
+	}
+	q := fmt.Sprintf("%s application %s?", act.verb, a.Name)
+	if act.verb == actRollback.verb {
+		q = fmt.Sprintf("roll application %s back from version %s?", a.Name, a.Spec.Version)
+	}
+	return send(confirmMsg{question: q, yes: appActionCmd(sh.client, a.Name, act)})
+}
+
+// appsView is the list of applications with their rollouts.
+type appsView struct {
+	sh     *shared
+	keys   appKeys
+	open   key.Binding
+	nav    listKeys
+	width  int
+	height int
+	cols   []column
+
+	filter  filter
+	rows    []*v1alpha1.Application
+	builtAt uint64
+	dirty   bool
+	cursor  int
+	offset  int
+}
+
+func newAppsView(sh *shared) *appsView {
+	return &appsView{sh: sh, keys: newAppKeys(), nav: newListKeys(), dirty: true,
+		open: key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "open the application"))}
+}
+
+func (v *appsView) Init() tea.Cmd { return nil }
+
+func (v *appsView) SetSize(w, h int) {
+	v.width, v.height = w, h
+	v.cols = layoutColumns(appColumns, w)
+	v.offset = scrollWindow(v.offset, v.cursor, v.page(), len(v.rows))
+}
+
+func (v *appsView) page() int { return max(0, v.height-1) }
+
+func (v *appsView) Title() string {
+	total := len(v.sh.cache.apps)
+	if v.filter.empty() {
+		return fmt.Sprintf("Applications (%d)", total)
+	}
+	return fmt.Sprintf("Applications (%d/%d) /%s", len(v.rows), total, v.filter.raw)
+}
+
+func (v *appsView) Keys() []key.Binding { return append([]key.Binding{v.open}, v.keys.list()...) }
+
+func (v *appsView) Filter() string { return v.filter.raw }
+
+func (v *appsView) SetFilter(s string) {
+	v.filter = parseFilter(s)
+	v.dirty = true
+	v.Sync()
+}
+
+func (v *appsView) Sync() {
+	c := v.sh.cache
+	if !v.dirty && v.builtAt == c.rev {
+		return
+	}
+	var selected string
+	if a := v.selected(); a != nil {
+		selected = a.Name
+	}
+	rows := v.rows[:0]
+	for _, a := range c.apps {
+		if v.filter.matchApp(a) {
+			rows = append(rows, a)
+		}
+	}
+	slices.SortFunc(rows, func(a, b *v1alpha1.Application) int { return cmp.Compare(a.Name, b.Name) })
+	clear(rows[len(rows):cap(rows)])
+	v.rows, v.builtAt, v.dirty = rows, c.rev, false
+	if i := slices.IndexFunc(rows, func(a *v1alpha1.Application) bool { return a.Name == selected }); i >= 0 {
+		v.cursor = i
+	}
+	v.cursor = max(0, min(v.cursor, len(rows)-1))
+	v.offset = scrollWindow(v.offset, v.cursor, v.page(), len(rows))
+}
+
+func (v *appsView) selected() *v1alpha1.Application {
+	if v.cursor < 0 || v.cursor >= len(v.rows) {
+		return nil
+	}
+	return v.rows[v.cursor]
+}
+
+func (v *appsView) Update(msg tea.Msg) (view, tea.Cmd) {
+	km, ok := msg.(tea.KeyMsg)
+	if !ok {
+		return v, nil
+	}
+	s := km.String()
+	if c, moved := v.nav.move(s, v.cursor, v.page(), len(v.rows)); moved {
+		v.cursor = c
+		v.offset = scrollWindow(v.offset, v.cursor, v.page(), len(v.rows))
+		return v, nil
+	}
+	sel := v.selected()
+	if sel == nil {
+		return v, nil
+	}
+	a := v.sh.cache.apps[sel.Name]
+	if a == nil {
+		return v, nil
+	}
+	if matches(s, v.open) {
+		return v, send(pushMsg{newAppView(v.sh, a.Name)})
+	}
+	return v, v.keys.action(v.sh, s, a)
+}
+
+func (v *appsView) View() string {
+	st := v.sh.styles
+	var b strings.Builder
+	b.WriteString(fit(tableHeader(st, v.cols, "", false), v.width))
+	end := min(len(v.rows), v.offset+v.page())
+	for i := v.offset; i < end; i++ {
+		b.WriteByte('\n')
+		b.WriteString(withGutter(st, appRow(st, v.rows[i], v.cols), i == v.cursor, v.width))
+	}
+	if len(v.rows) == 0 && v.page() > 0 {
+		b.WriteString("\n" + st.dim.Render("  no applications"))
+	}
+	return padLines(b.String(), v.width, v.height)
+}
+
+// rolloutColumns are the columns of an application's per-device rollout.
+var rolloutColumns = []column{
+	{title: "DEVICE", min: 10},
+	{title: "VERSION", width: 9},
+	{title: "STATE", width: 12},
+	{title: "PROGRESS", width: 8, prio: 2, right: true},
+	{title: "SINCE", width: 5, prio: 1, right: true},
+	{title: "REASON", width: 22, prio: 3},
+}
+
+// rolloutRow renders one device's part of a rollout; size is the
+// module's size, for the transfer's percentage.
+func rolloutRow(st *styles, r v1alpha1.DeviceRollout, size int64, cols []column, now time.Time) string {
+	progress := "-"
+	if r.Progress > 0 && size > 0 {
+		progress = strconv.FormatInt(min(100, r.Progress*100/size), 10) + "%"
+	}
+	return tableRow(cols, map[string]string{
+		"DEVICE":   r.Device,
+		"VERSION":  r.Version,
+		"STATE":    st.state(r.State),
+		"PROGRESS": progress,
+		"SINCE":    age(r.Since, now),
+		"REASON":   r.Reason,
+	})
+}
+
+// renderAppHead is the part of the application detail above its
+// per-device table.
+func renderAppHead(st *styles, a *v1alpha1.Application, now time.Time, width int) string {
+	var b strings.Builder
+	field := func(name, value string) {
+		b.WriteString(fit("  "+st.dim.Render(fmt.Sprintf("%-10s", name))+value, width) + "\n")
+	}
+	s := a.Status
+	phase := st.state(string(appPhase(a)))
+	var flags []string
+	if a.Spec.Paused {
+		flags = append(flags, "paused")
+	}
+	if a.Spec.Stopped {
+		flags = append(flags, "stopped")
+	}
+	if len(flags) > 0 {
+		phase += st.warn.Render(" (" + strings.Join(flags, ", ") + ")")
+	}
+	field("Phase", phase)
+	field("Version", a.Spec.Version+st.dim.Render("  module "+shortSHA(a.Spec.Module.SHA256)+" "+byteSize(a.Spec.Module.Size)))
+	barW := max(10, min(30, width-40))
+	field("Rollout", rolloutBar(st, int(s.Running), int(s.Transferring), int(s.Failed), int(s.Targeted), barW)+
+		fmt.Sprintf(" %d/%d running, %d transferring, %d failed", s.Running, s.Targeted, s.Transferring, s.Failed))
+	var target []string
+	if len(a.Spec.Target.Devices) > 0 {
+		target = append(target, "devices "+strings.Join(a.Spec.Target.Devices, ","))
+	}
+	if sel := selectorString(a.Spec.Target.Selector); sel != "" {
+		target = append(target, "selector "+sel)
+	}
+	field("Target", strings.Join(target, "; "))
+	ro := a.Spec.Rollout
+	batch := "all at once"
+	switch {
+	case ro.BatchPercent > 0:
+		batch = fmt.Sprintf("%d%% at a time", ro.BatchPercent)
+	case ro.BatchSize > 0:
+		batch = fmt.Sprintf("%d at a time", ro.BatchSize)
+	}
+	field("Strategy", fmt.Sprintf("%s, max failures %d, healthy after %ds", batch, ro.MaxFailures, ro.HealthySeconds))
+	if rb := s.RolledBack; rb != nil {
+		field("Rolled back", st.warn.Render(fmt.Sprintf("%s -> %s", rb.From, rb.To))+st.dim.Render(" "+age(&rb.Time, now)+" ago: "+rb.Reason))
+	}
+	if n := len(s.History); n > 0 {
+		var hist []string
+		for i := n - 1; i >= 0 && i >= n-4; i-- {
+			hist = append(hist, s.History[i].Version)
+		}
+		field("History", strings.Join(hist, ", ")+st.dim.Render(" (newest first)"))
+	}
+	return b.String()
+}

@@ -1,0 +1,209 @@
+package tui
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/charmbracelet/bubbles/key"
+	"github.com/charmbracelet/bubbles/viewport"
+	tea "github.com/charmbracelet/bubbletea"
+
+	"wasmbed.io/wasmbed/crds/v1alpha1"
+)
+
+// deviceAppLine is one app of a device as the detail view shows it: what
+// the device reports in its status, completed by its latest app or
+// progress event.
+type deviceAppLine struct {
+	name, version, state, reason string
+	progress                     string // "45%" while transferring
+}
+
+// deviceApps merges the apps of the device's status with what device
+// events told since, sorted by name.
+func deviceApps(d *v1alpha1.Device, l *deviceLive) []deviceAppLine {
+	byName := map[string]*deviceAppLine{}
+	for _, a := range d.Status.Apps {
+		byName[a.Name] = &deviceAppLine{name: a.Name, version: a.Version, state: a.State, reason: a.Reason}
+	}
+	if l != nil {
+		for name, ev := range l.apps {
+			line := byName[name]
+			if line == nil {
+				line = &deviceAppLine{name: name, version: ev.Version, state: ev.State, reason: ev.Reason}
+				byName[name] = line
+			}
+			if ev.Total > 0 && ev.Sent < ev.Total && (line.version == ev.Version || line.version == "") {
+				line.state = "transferring"
+				line.progress = strconv.FormatUint(ev.Sent*100/ev.Total, 10) + "%"
+			}
+		}
+	}
+	out := make([]deviceAppLine, 0, len(byName))
+	for _, k := range sortedKeys(byName) {
+		out = append(out, *byName[k])
+	}
+	return out
+}
+
+// renderDevice is the text of the device detail view at width: the
+// device's state, capabilities, apps, last telemetry and recent events.
+func renderDevice(st *styles, d *v1alpha1.Device, l *deviceLive, now time.Time, width int) string {
+	var b strings.Builder
+	field := func(name, value string) {
+		b.WriteString(fit("  "+st.dim.Render(fmt.Sprintf("%-12s", name))+value, width) + "\n")
+	}
+	section := func(name string) { b.WriteString("\n" + st.section.Render(name) + "\n") }
+
+	phase := st.state(string(devicePhase(d)))
+	if l != nil && l.known && !l.since.IsZero() {
+		if l.online {
+			phase += st.dim.Render(" (online " + ageOf(l.since, now) + ")")
+		} else if l.reason != "" {
+			phase += st.dim.Render(" (" + l.reason + ")")
+		}
+	}
+	field("Phase", phase)
+	board := d.Spec.Board
+	if em := d.Spec.Emulation; em != nil {
+		backend := em.Backend
+		if backend == "" {
+			backend = "sim"
+		}
+		board += st.dim.Render("  emulated on " + backend)
+		if bs := d.Status.Board; bs != nil {
+			board += " " + st.state(bs.State)
+			if bs.Reason != "" {
+				board += st.dim.Render(": " + bs.Reason)
+			}
+		} else if !em.Enabled {
+			board += " " + st.state("Stopped")
+		}
+	}
+	field("Board", board)
+	gw := deviceGateway(d)
+	if gw == "" {
+		gw = "-"
+	}
+	field("Gateway", gw)
+	field("Last seen", age(d.Status.LastSeen, now)+" ago   RTT "+rtt(d.Status.RTTMicros))
+	if d.Status.Firmware != "" {
+		field("Firmware", d.Status.Firmware)
+	}
+	cert, _ := expiry(d.Status.CertificateExpiry, now)
+	field("Certificate", cert+" left")
+	field("Labels", labelString(d.Labels))
+	for _, c := range d.Status.Conditions {
+		v := st.state(map[bool]string{true: "Ready", false: "Failed"}[c.Status == "True"])
+		if c.Status != "True" && c.Status != "False" {
+			v = string(c.Status)
+		}
+		if c.Reason != "" {
+			v += st.dim.Render(" " + c.Reason)
+		}
+		if c.Message != "" {
+			v += st.dim.Render(": " + c.Message)
+		}
+		field(c.Type, v)
+	}
+
+	section("Capabilities")
+	if len(d.Status.Capabilities) == 0 {
+		b.WriteString(st.dim.Render("  none reported") + "\n")
+	} else {
+		b.WriteString(fit("  "+strings.Join(d.Status.Capabilities, ", "), width) + "\n")
+	}
+
+	section("Apps")
+	apps := deviceApps(d, l)
+	if len(apps) == 0 {
+		b.WriteString(st.dim.Render("  none") + "\n")
+	} else {
+		cols := layoutColumns([]column{
+			{title: "APP", min: 10}, {title: "VERSION", width: 10}, {title: "STATE", width: 18},
+			{title: "REASON", width: 30, prio: 1},
+		}, width)
+		b.WriteString(tableHeader(st, cols, "", false) + "\n")
+		for _, a := range apps {
+			state := st.state(a.state)
+			if a.progress != "" {
+				state += " " + a.progress
+			}
+			b.WriteString("  " + tableRow(cols, map[string]string{"APP": a.name, "VERSION": a.version, "STATE": state, "REASON": a.reason}) + "\n")
+		}
+	}
+
+	if l != nil && len(l.telem) > 0 {
+		section("Telemetry")
+		for _, app := range sortedKeys(l.telem) {
+			t := l.telem[app]
+			var vals []string
+			for _, k := range sortedKeys(t.values) {
+				vals = append(vals, k+"="+strconv.FormatFloat(t.values[k], 'g', 6, 64))
+			}
+			b.WriteString(fit("  "+app+"  "+strings.Join(vals, " ")+st.dim.Render("  "+ageOf(t.time, now)+" ago"), width) + "\n")
+		}
+	}
+
+	section("Recent events")
+	if l == nil || len(l.recent) == 0 {
+		b.WriteString(st.dim.Render("  none yet") + "\n")
+	} else {
+		cols := layoutColumns(eventColumns, width)
+		for i := len(l.recent) - 1; i >= 0; i-- {
+			b.WriteString("  " + eventRow(st, l.recent[i], cols) + "\n")
+		}
+	}
+	return strings.TrimSuffix(b.String(), "\n")
+}
+
+// deviceView is one device in detail, scrollable.
+type deviceView struct {
+	sh      *shared
+	name    string
+	console key.Binding
+	vp      viewport.Model
+	width   int
+}
+
+func newDeviceView(sh *shared, name string) *deviceView {
+	v := &deviceView{sh: sh, name: name, vp: viewport.New(0, 0),
+		console: key.NewBinding(key.WithKeys("c"), key.WithHelp("c", "console: attach to the board"))}
+	v.Sync()
+	return v
+}
+
+func (v *deviceView) Init() tea.Cmd { return nil }
+
+func (v *deviceView) SetSize(w, h int) {
+	v.width, v.vp.Width, v.vp.Height = w, w, h
+	v.Sync()
+}
+
+func (v *deviceView) Title() string { return "Device " + v.name }
+
+func (v *deviceView) Keys() []key.Binding {
+	return []key.Binding{v.console, v.vp.KeyMap.Up, v.vp.KeyMap.Down, v.vp.KeyMap.PageUp, v.vp.KeyMap.PageDown}
+}
+
+func (v *deviceView) Sync() {
+	d := v.sh.cache.devices[v.name]
+	if d == nil {
+		v.vp.SetContent(v.sh.styles.dim.Render("  device " + v.name + " is gone"))
+		return
+	}
+	v.vp.SetContent(renderDevice(v.sh.styles, d, v.sh.cache.live[v.name], v.sh.now(), v.width))
+}
+
+func (v *deviceView) Update(msg tea.Msg) (view, tea.Cmd) {
+	if km, ok := msg.(tea.KeyMsg); ok && matches(km.String(), v.console) {
+		return v, send(pushMsg{newConsoleView(v.sh, v.name)})
+	}
+	var cmd tea.Cmd
+	v.vp, cmd = v.vp.Update(msg)
+	return v, cmd
+}
+
+func (v *deviceView) View() string { return padLines(v.vp.View(), v.width, v.vp.Height) }

@@ -7,12 +7,16 @@ DATA      ?= .wasmbed
 LOG_LEVEL ?= info
 PKGS      := ./...
 
+.DEFAULT_GOAL := help
+
+include deploy/image.mk
+
 CONTROLLER_GEN ?= $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.23.0
 
 .PHONY: help build test vet fmt-check run bench bench-daemon fuzz apps generate clean
 
 help: ## list targets
-	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 build: ## build every binary into bin/
 	@mkdir -p $(BIN)
@@ -28,9 +32,17 @@ vet: ## go vet over everything
 test: fmt-check vet ## formatting, vet and every test under the race detector
 	$(GO) test -race -count=1 $(PKGS)
 
-run: build ## run the system: the daemon with three emulated devices and a sample app (Ctrl-C stops it)
-	@echo "wasmbedd: API on http://127.0.0.1:3001 (try: curl -s localhost:3001/api/v1/devices), data in $(DATA)"
-	$(BIN)/wasmbedd --demo --data-dir $(DATA) --log-level $(LOG_LEVEL)
+run: build ## run the system: daemon + 3 emulated devices + sample app; in a terminal, with the console on it
+	@mkdir -p $(DATA)
+	@if [ -t 0 ] && [ -t 1 ]; then \
+	  echo "starting wasmbedd (logs in $(DATA)/wasmbedd.log); quitting the console (q) stops it"; \
+	  $(BIN)/wasmbedd --demo --data-dir $(DATA) --log-level $(LOG_LEVEL) 2>>$(DATA)/wasmbedd.log & pid=$$!; \
+	  trap 'kill $$pid 2>/dev/null; wait $$pid' EXIT INT TERM; \
+	  $(BIN)/wasmbed-tui --daemon http://127.0.0.1:3001; \
+	else \
+	  echo "wasmbedd: API on http://127.0.0.1:3001 (try: curl -s localhost:3001/api/v1/devices), data in $(DATA)"; \
+	  exec $(BIN)/wasmbedd --demo --data-dir $(DATA) --log-level $(LOG_LEVEL); \
+	fi
 
 HEAVY_BENCH := Rollout|RSS|APILatency
 

@@ -39,6 +39,7 @@ type Config struct {
 	GatewayName      string // this daemon's Gateway resource; the host name
 	Token            string // API bearer token; required when APIListen is not loopback
 	DeviceBinary     string // wasmbed-device for sim boards; found next to the daemon by default
+	DockerImage      string // image of docker boards; renode.DefaultDockerImage
 	Version          string
 
 	HeartbeatInterval time.Duration // device heartbeats; gateway default
@@ -148,7 +149,20 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	d.backends = map[string]renode.Backend{sim.Name(): sim}
+	_, gwPort, _ := net.SplitHostPort(gwLn.Addr().String())
+	docker, err := renode.NewDocker(renode.DockerConfig{
+		Image: cfg.DockerImage, Instance: cfg.GatewayName, GatewayPort: gwPort, ServerName: gwHost, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	// Renode cannot be had on every host: without a container runtime for
+	// it, a board on this backend fails with what the host needs.
+	ren, err := renode.NewRenode(renode.RenodeConfig{Dir: filepath.Join(cfg.DataDir, "renode"), Daemon: cfg.GatewayName})
+	if err != nil {
+		return err
+	}
+	d.backends = map[string]renode.Backend{sim.Name(): sim, docker.Name(): docker, ren.Name(): ren}
 	d.devices = &controller.Devices{
 		Store: st, Gateway: gw, GatewayName: cfg.GatewayName, GatewayAddr: advertise, ServerName: gwHost,
 		CA: ca, Backends: d.backends, IdentityDir: filepath.Join(cfg.DataDir, "identities"),
@@ -179,7 +193,9 @@ func Run(ctx context.Context, cfg Config) error {
 	// consoles) end when it shuts down instead of holding Shutdown up.
 	srv.BaseContext = func(net.Listener) context.Context { return gctx }
 	g.Go(func() error { return gw.Serve(gctx, gwLn) })
-	g.Go(func() error { return sim.Run(gctx) })
+	for _, b := range d.backends {
+		g.Go(func() error { return b.Run(gctx) })
+	}
 	g.Go(func() error { return d.devices.Run(gctx) })
 	g.Go(func() error { return d.apps.Run(gctx) })
 	g.Go(func() error { return gws.Run(gctx) })

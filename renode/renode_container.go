@@ -32,9 +32,10 @@ const (
 	RenodeScriptDir = "/wasmbed"
 )
 
-// Labels of the containers the renode backend creates.
+// Labels of the containers the container backends (docker, renode) create,
+// and read back to recognize their boards.
 const (
-	LabelBackend = "wasmbed.io/backend" // "renode"
+	LabelBackend = "wasmbed.io/backend" // "docker" or "renode": backends share the daemon label
 	LabelDaemon  = "wasmbed.io/daemon"  // the daemon instance that owns the container
 	LabelDevice  = "wasmbed.io/device"  // the device whose board runs in it
 	LabelBoard   = "wasmbed.io/board"   // the board type

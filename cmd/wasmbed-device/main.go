@@ -80,7 +80,9 @@ func run() error {
 		return err
 	}
 	// Standard input is the local console (a board's UART under the sim
-	// backend): what is typed there goes to the device shell.
+	// and docker backends): what is typed there goes to the device shell.
+	restore := consoleMode()
+	defer restore()
 	go func() {
 		buf := make([]byte, 256)
 		for {

@@ -43,6 +43,7 @@ func run() error {
 	flag.StringVar(&cfg.GatewayName, "gateway-name", env("WASMBED_GATEWAY_NAME", ""), "this daemon's Gateway resource; default the host name (env WASMBED_GATEWAY_NAME)")
 	flag.StringVar(&tokenFile, "token-file", env("WASMBED_TOKEN_FILE", ""), "file holding the API bearer token; required beyond loopback (env WASMBED_TOKEN_FILE)")
 	flag.StringVar(&cfg.DeviceBinary, "device-binary", env("WASMBED_DEVICE_BINARY", ""), "wasmbed-device for emulated boards; default next to wasmbedd (env WASMBED_DEVICE_BINARY)")
+	flag.StringVar(&cfg.DockerImage, "docker-image", env("WASMBED_DOCKER_IMAGE", ""), "image of docker-backend boards; default wasmbed-device:dev, built by make image (env WASMBED_DOCKER_IMAGE)")
 	flag.BoolVar(&cfg.Demo, "demo", env("WASMBED_DEMO", "") != "", "seed three emulated devices and roll a sample app out to them (env WASMBED_DEMO)")
 	flag.StringVar(&cfg.DemoModule, "demo-module", env("WASMBED_DEMO_MODULE", daemon.DefaultDemoModule), "module the demo rolls out")
 	flag.StringVar(&logLevel, "log-level", env("WASMBED_LOG_LEVEL", "info"), "debug, info, warn or error (env WASMBED_LOG_LEVEL)")

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -198,8 +199,26 @@ func (c *Devices) startBoard(ctx context.Context, b renode.Backend, dev *v1alpha
 	})
 	return b.Start(ctx, renode.Spec{
 		Device: dev.Name, Board: board, Gateway: c.GatewayAddr, ServerName: c.ServerName,
-		CertPEM: certPEM, KeyPEM: keyPEM, CAPEM: c.CA.CACertPEM(), Labels: dev.Labels,
+		CertPEM: certPEM, KeyPEM: keyPEM, CAPEM: c.CA.CACertPEM(), Labels: boardLabels(dev),
 	})
+}
+
+// boardLabels are the device's labels plus the emulation limits that
+// container backends read from them.
+func boardLabels(dev *v1alpha1.Device) map[string]string {
+	l := make(map[string]string, len(dev.Labels)+2)
+	for k, v := range dev.Labels {
+		l[k] = v
+	}
+	if em := dev.Spec.Emulation; em != nil {
+		if em.MemoryMiB > 0 {
+			l[renode.LabelMemoryMiB] = strconv.Itoa(int(em.MemoryMiB))
+		}
+		if em.CPUMillis > 0 {
+			l[renode.LabelCPUMillis] = strconv.Itoa(int(em.CPUMillis))
+		}
+	}
+	return l
 }
 
 // stopBoards stops the device's board on every backend but keep.

@@ -108,6 +108,8 @@ func (c *Devices) reconcile(ctx context.Context, name string) error {
 			st.Phase = v1alpha1.DeviceFailed
 		case board != nil:
 			st.Phase = v1alpha1.DeviceProvisioning
+		case c.CA.Enrolled(name):
+			st.Phase = v1alpha1.DeviceEnrolled
 		default:
 			st.Phase = v1alpha1.DevicePending
 		}

@@ -1118,3 +1118,25 @@ func BenchmarkCheckDevice(b *testing.B) {
 		}
 	}
 }
+
+func TestEnrolled(t *testing.T) {
+	a, err := pki.Open(t.TempDir(), pki.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Enrolled("dev-1") {
+		t.Fatal("Enrolled before any certificate")
+	}
+	if _, _, err := a.ProvisionDevice("dev-1"); err != nil {
+		t.Fatal(err)
+	}
+	if !a.Enrolled("dev-1") || a.Enrolled("dev-2") {
+		t.Fatal("Enrolled does not follow the issued certificate")
+	}
+	if _, err := a.RevokeDevice("dev-1"); err != nil {
+		t.Fatal(err)
+	}
+	if a.Enrolled("dev-1") {
+		t.Fatal("Enrolled after revocation")
+	}
+}

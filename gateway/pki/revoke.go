@@ -127,3 +127,17 @@ func (a *Authority) CheckDevice(leaf *x509.Certificate) (string, error) {
 	}
 	return name, nil
 }
+
+// Enrolled reports whether device holds a certificate of this authority
+// that is neither expired nor revoked.
+func (a *Authority) Enrolled(device string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := a.now()
+	for k, r := range a.st.Issued {
+		if r.Device == device && now.Before(r.NotAfter) && a.st.Revoked[k] == nil {
+			return true
+		}
+	}
+	return false
+}

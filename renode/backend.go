@@ -3,6 +3,7 @@ package renode
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -83,3 +84,20 @@ var ErrNoBoard = errors.New("no board")
 // ErrBackendClosed is wrapped by Backend.Start once the backend's Run has
 // ended: a board started then would outlive the daemon.
 var ErrBackendClosed = errors.New("backend closed")
+
+// validate checks what every backend needs of a Spec to start a board.
+func (spec Spec) validate() error {
+	if !validName(spec.Device) {
+		return fmt.Errorf("start board: invalid device name %q", spec.Device)
+	}
+	if spec.Board.Name == "" {
+		return fmt.Errorf("start board %s: no board type", spec.Device)
+	}
+	if spec.Gateway == "" {
+		return fmt.Errorf("start board %s: no gateway address", spec.Device)
+	}
+	if len(spec.CertPEM) == 0 || len(spec.KeyPEM) == 0 || len(spec.CAPEM) == 0 {
+		return fmt.Errorf("start board %s: spec has no identity", spec.Device)
+	}
+	return nil
+}

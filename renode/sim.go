@@ -230,17 +230,8 @@ func (b *simBoard) set(state State, reason string, started time.Time, id string)
 // the one it started with. A board being stopped is waited for (within ctx)
 // and started again.
 func (s *Sim) Start(ctx context.Context, spec Spec) error {
-	if !validName(spec.Device) {
-		return fmt.Errorf("start board: invalid device name %q", spec.Device)
-	}
-	if spec.Board.Name == "" {
-		return fmt.Errorf("start board %s: no board type", spec.Device)
-	}
-	if spec.Gateway == "" {
-		return fmt.Errorf("start board %s: no gateway address", spec.Device)
-	}
-	if len(spec.CertPEM) == 0 || len(spec.KeyPEM) == 0 || len(spec.CAPEM) == 0 {
-		return fmt.Errorf("start board %s: spec has no identity", spec.Device)
+	if err := spec.validate(); err != nil {
+		return err
 	}
 	var b *simBoard
 	for b == nil {

@@ -350,7 +350,6 @@ func (d *Docker) Start(ctx context.Context, spec Spec) error {
 	att, err := d.create(ctx, b)
 	if err != nil {
 		err = fmt.Errorf("start board %s: %w", spec.Device, d.engineErr(err))
-		d.log.Error("board start failed", "device", spec.Device, "err", err)
 		b.fail(err)
 		return err
 	}

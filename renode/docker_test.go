@@ -78,47 +78,12 @@ func dockerStaticDevice(tb testing.TB) string {
 	return path
 }
 
-// dockerTestImage builds the wasmbed-device image through the Engine API
-// from deploy/device/Dockerfile and a static wasmbed-device, tagged with a
-// tag of its own, and removes it when tb ends.
+// dockerTestImage builds the wasmbed-device image with BuildDeviceImage
+// from a static wasmbed-device, tagged with a tag of its own, and removes it
+// when tb ends.
 func dockerTestImage(tb testing.TB, cli *client.Client) string {
 	tb.Helper()
-	dockerfile, err := os.ReadFile(filepath.Join("..", "deploy", "device", "Dockerfile"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	bin, err := os.ReadFile(dockerStaticDevice(tb))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var buildContext bytes.Buffer
-	tw := tar.NewWriter(&buildContext)
-	for _, f := range []struct {
-		name string
-		mode int64
-		data []byte
-	}{{"Dockerfile", 0o644, dockerfile}, {"wasmbed-device", 0o755, bin}} {
-		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data)), ModTime: time.Now()}); err != nil {
-			tb.Fatal(err)
-		}
-		if _, err := tw.Write(f.data); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		tb.Fatal(err)
-	}
-
 	tag := "wasmbed-device:test-" + dockerRandom(6)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	res, err := cli.ImageBuild(ctx, &buildContext, client.ImageBuildOptions{
-		Tags: []string{tag}, Dockerfile: "Dockerfile", Remove: true, ForceRemove: true,
-	})
-	if err != nil {
-		tb.Fatalf("ImageBuild: %v", err)
-	}
-	defer res.Body.Close()
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
@@ -126,29 +91,30 @@ func dockerTestImage(tb testing.TB, cli *client.Client) string {
 			tb.Errorf("remove test image %s: %v", tag, err)
 		}
 	})
-	// The build reports its progress as a stream of JSON messages; a
-	// failed step is one with an error.
-	var log strings.Builder
-	dec := json.NewDecoder(res.Body)
-	for {
-		var m struct {
-			Stream string `json:"stream"`
-			Error  string `json:"error"`
-		}
-		if err := dec.Decode(&m); err == io.EOF {
-			break
-		} else if err != nil {
-			tb.Fatalf("ImageBuild output: %v", err)
-		}
-		log.WriteString(m.Stream)
-		if m.Error != "" {
-			tb.Fatalf("ImageBuild: %s\n%s", m.Error, log.String())
-		}
-	}
-	if _, err := cli.ImageInspect(ctx, tag); err != nil {
-		tb.Fatalf("image %s after the build: %v\n%s", tag, err, log.String())
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := BuildDeviceImage(ctx, cli, dockerStaticDevice(tb), tag); err != nil {
+		tb.Fatal(err)
 	}
 	return tag
+}
+
+// TestDeviceDockerfile keeps the Dockerfile BuildDeviceImage builds with the
+// same as deploy/device/Dockerfile, which `make image` builds with.
+func TestDeviceDockerfile(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "deploy", "device", "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var instructions strings.Builder
+	for line := range strings.Lines(string(b)) {
+		if ins := strings.TrimSpace(line); ins != "" && !strings.HasPrefix(ins, "#") {
+			instructions.WriteString(ins + "\n")
+		}
+	}
+	if got := instructions.String(); got != deviceDockerfile {
+		t.Errorf("deploy/device/Dockerfile instructions:\n%s\nwant those of BuildDeviceImage:\n%s", got, deviceDockerfile)
+	}
 }
 
 // dockerCleanupInstance removes, when tb ends, whatever container a test

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -55,18 +56,8 @@ func (s *session) snapshot() SessionInfo {
 	for _, a := range s.apps {
 		info.Apps = append(info.Apps, a)
 	}
-	slices.SortFunc(info.Apps, func(a, b protocol.AppInfo) int { return compareStrings(a.App, b.App) })
+	slices.SortFunc(info.Apps, func(a, b protocol.AppInfo) int { return cmp.Compare(a.App, b.App) })
 	return info
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func (s *session) app(name string) (protocol.AppInfo, bool) {

@@ -49,6 +49,13 @@ type Config struct {
 	Demo       bool
 	DemoModule string
 
+	// SSH, when set, is run beside the API as one more member of the
+	// daemon's group, with the API's listen address, once the API
+	// listens; it ends with the daemon, and its error ends the daemon.
+	// cmd/wasmbedd sets it to an sshconsole.Server's Serve with
+	// --ssh-listen (the fleet console over SSH); nil runs nothing.
+	SSH func(ctx context.Context, api net.Addr) error
+
 	Logger *slog.Logger
 	// Ready, when set, receives the API and gateway addresses once both
 	// listen (for tests and scripts that start on port 0).
@@ -212,6 +219,9 @@ func Run(ctx context.Context, cfg Config) error {
 		defer cancel()
 		return srv.Shutdown(sctx)
 	})
+	if cfg.SSH != nil {
+		g.Go(func() error { return cfg.SSH(gctx, apiLn.Addr()) })
+	}
 	if cfg.Demo {
 		g.Go(func() error { return d.seedDemo(gctx) })
 	}

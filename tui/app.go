@@ -16,6 +16,7 @@ type appView struct {
 	sh     *shared
 	name   string
 	keys   appKeys
+	deploy deployKeys
 	open   key.Binding
 	nav    listKeys
 	width  int
@@ -26,7 +27,7 @@ type appView struct {
 }
 
 func newAppView(sh *shared, name string) *appView {
-	return &appView{sh: sh, name: name, keys: newAppKeys(), nav: newListKeys(),
+	return &appView{sh: sh, name: name, keys: newAppKeys(), deploy: newDeployKeys(), nav: newListKeys(),
 		open: key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "open the device"))}
 }
 
@@ -40,7 +41,9 @@ func (v *appView) SetSize(w, h int) {
 
 func (v *appView) Title() string { return "Application " + v.name }
 
-func (v *appView) Keys() []key.Binding { return append([]key.Binding{v.open}, v.keys.list()...) }
+func (v *appView) Keys() []key.Binding {
+	return append(append([]key.Binding{v.open}, v.keys.list()...), v.deploy.Deploy)
+}
 
 func (v *appView) app() *v1alpha1.Application { return v.sh.cache.apps[v.name] }
 
@@ -56,6 +59,9 @@ func (v *appView) Update(msg tea.Msg) (view, tea.Cmd) {
 		v.cursor = c
 		v.Sync()
 		return v, nil
+	}
+	if matches(s, v.deploy.Deploy) {
+		return v, send(pushMsg{newDeployForm(v.sh, a.Name)})
 	}
 	if matches(s, v.open) && v.cursor < len(rows) {
 		return v, send(pushMsg{newDeviceView(v.sh, rows[v.cursor].Device)})

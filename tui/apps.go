@@ -104,6 +104,7 @@ func (k appKeys) action(sh *shared, s string, a *v1alpha1.Application) tea.Cmd {
 type appsView struct {
 	sh     *shared
 	keys   appKeys
+	deploy deployKeys
 	open   key.Binding
 	nav    listKeys
 	width  int
@@ -119,7 +120,7 @@ type appsView struct {
 }
 
 func newAppsView(sh *shared) *appsView {
-	return &appsView{sh: sh, keys: newAppKeys(), nav: newListKeys(), dirty: true,
+	return &appsView{sh: sh, deploy: newDeployKeys(), keys: newAppKeys(), nav: newListKeys(), dirty: true,
 		open: key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "open the application"))}
 }
 
@@ -141,7 +142,9 @@ func (v *appsView) Title() string {
 	return fmt.Sprintf("Applications (%d/%d) /%s", len(v.rows), total, v.filter.raw)
 }
 
-func (v *appsView) Keys() []key.Binding { return append([]key.Binding{v.open}, v.keys.list()...) }
+func (v *appsView) Keys() []key.Binding {
+	return append(append([]key.Binding{v.open}, v.keys.list()...), v.deploy.Deploy)
+}
 
 func (v *appsView) Filter() string { return v.filter.raw }
 
@@ -195,6 +198,13 @@ func (v *appsView) Update(msg tea.Msg) (view, tea.Cmd) {
 		return v, nil
 	}
 	sel := v.selected()
+	if matches(s, v.deploy.Deploy) {
+		name := ""
+		if sel != nil {
+			name = sel.Name
+		}
+		return v, send(pushMsg{newDeployForm(v.sh, name)})
+	}
 	if sel == nil {
 		return v, nil
 	}

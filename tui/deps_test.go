@@ -9,7 +9,7 @@ import (
 // TestDeps keeps the console a client of the daemon's API: it may import
 // the API types, the typed client and the resource types, never the
 // daemon's internals, the gateway, the boards, the Kubernetes or Docker
-// clients, the sandbox or the store's database.
+// clients, the sandbox, the store's database or the SSH server.
 func TestDeps(t *testing.T) {
 	goTool, err := exec.LookPath("go")
 	if err != nil {
@@ -33,6 +33,10 @@ func TestDeps(t *testing.T) {
 		"github.com/tetratelabs/wazero",
 		"go.etcd.io/bbolt",
 		"github.com/prometheus/",
+		// Served over SSH by daemon/sshconsole; the console itself
+		// knows nothing of SSH.
+		"github.com/charmbracelet/wish",
+		"github.com/charmbracelet/ssh",
 	}
 	deps := strings.Fields(string(out))
 	for _, dep := range deps {

@@ -164,12 +164,13 @@ type deviceView struct {
 	sh      *shared
 	name    string
 	console key.Binding
+	acts    deviceActionKeys
 	vp      viewport.Model
 	width   int
 }
 
 func newDeviceView(sh *shared, name string) *deviceView {
-	v := &deviceView{sh: sh, name: name, vp: viewport.New(0, 0),
+	v := &deviceView{sh: sh, name: name, vp: viewport.New(0, 0), acts: newDeviceActionKeys(),
 		console: key.NewBinding(key.WithKeys("c"), key.WithHelp("c", "console: attach to the board"))}
 	v.Sync()
 	return v
@@ -185,7 +186,7 @@ func (v *deviceView) SetSize(w, h int) {
 func (v *deviceView) Title() string { return "Device " + v.name }
 
 func (v *deviceView) Keys() []key.Binding {
-	return []key.Binding{v.console, v.vp.KeyMap.Up, v.vp.KeyMap.Down, v.vp.KeyMap.PageUp, v.vp.KeyMap.PageDown}
+	return []key.Binding{v.console, v.acts.Token, v.acts.Emulation, v.vp.KeyMap.Up, v.vp.KeyMap.Down, v.vp.KeyMap.PageUp, v.vp.KeyMap.PageDown}
 }
 
 func (v *deviceView) Sync() {
@@ -200,6 +201,12 @@ func (v *deviceView) Sync() {
 func (v *deviceView) Update(msg tea.Msg) (view, tea.Cmd) {
 	if km, ok := msg.(tea.KeyMsg); ok && matches(km.String(), v.console) {
 		return v, send(pushMsg{newConsoleView(v.sh, v.name)})
+	}
+	if km, ok := msg.(tea.KeyMsg); ok && (matches(km.String(), v.acts.Token) || matches(km.String(), v.acts.Emulation)) {
+		if d := v.sh.cache.devices[v.name]; d != nil {
+			return v, v.acts.action(v.sh, km.String(), d)
+		}
+		return v, nil
 	}
 	var cmd tea.Cmd
 	v.vp, cmd = v.vp.Update(msg)

@@ -179,6 +179,7 @@ func newDevicesKeys() devicesKeys {
 type devicesView struct {
 	sh     *shared
 	keys   devicesKeys
+	acts   deviceActionKeys
 	nav    listKeys
 	width  int
 	height int
@@ -196,7 +197,7 @@ type devicesView struct {
 }
 
 func newDevicesView(sh *shared) *devicesView {
-	return &devicesView{sh: sh, keys: newDevicesKeys(), nav: newListKeys(), sortBy: colName, dirty: true}
+	return &devicesView{sh: sh, keys: newDevicesKeys(), acts: newDeviceActionKeys(), nav: newListKeys(), sortBy: colName, dirty: true}
 }
 
 func (v *devicesView) Init() tea.Cmd { return nil }
@@ -219,7 +220,8 @@ func (v *devicesView) Title() string {
 }
 
 func (v *devicesView) Keys() []key.Binding {
-	return append([]key.Binding{v.keys.Open, v.keys.Console}, v.keys.Sort...)
+	keys := append([]key.Binding{v.keys.Open, v.keys.Console}, v.keys.Sort...)
+	return append(keys, v.acts.New, v.acts.Token, v.acts.Emulation)
 }
 
 func (v *devicesView) Filter() string { return v.filter.raw }
@@ -292,11 +294,16 @@ func (v *devicesView) Update(msg tea.Msg) (view, tea.Cmd) {
 		v.Sync()
 		return v, nil
 	}
+	if matches(s, v.acts.New) {
+		return v, send(pushMsg{newDeviceForm(v.sh)})
+	}
 	d := v.selected()
 	if d == nil {
 		return v, nil
 	}
 	switch {
+	case matches(s, v.acts.Token), matches(s, v.acts.Emulation):
+		return v, v.acts.action(v.sh, s, d)
 	case matches(s, v.keys.Open):
 		return v, send(pushMsg{newDeviceView(v.sh, d.Name)})
 	case matches(s, v.keys.Console):

@@ -291,11 +291,34 @@ func fixedNow() func() time.Time {
 // newTestModel runs the console against d at 80x24 under teatest.
 func newTestModel(t *testing.T, d *testDaemon) *teatest.TestModel {
 	t.Helper()
+	return newTestModelSize(t, d, termSize{termWidth, termHeight})
+}
+
+// termSize is a terminal's size in cells.
+type termSize struct{ w, h int }
+
+func (s termSize) String() string { return fmt.Sprintf("%dx%d", s.w, s.h) }
+
+// goldenSizes are the sizes every golden test runs at: the smallest the
+// console is made for, and a large one.
+var goldenSizes = []termSize{{termWidth, termHeight}, {160, 48}}
+
+// atGoldenSizes runs f as a subtest at each of the golden sizes; the
+// golden file of each is testdata/<TestName>/<W>x<H>.golden.
+func atGoldenSizes(t *testing.T, f func(t *testing.T, size termSize)) {
+	for _, size := range goldenSizes {
+		t.Run(size.String(), func(t *testing.T) { f(t, size) })
+	}
+}
+
+// newTestModelSize runs the console against d at size under teatest.
+func newTestModelSize(t *testing.T, d *testDaemon, size termSize) *teatest.TestModel {
+	t.Helper()
 	m, err := New(Options{Client: d.c, Address: goldenAddress, Now: fixedNow()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return teatest.NewTestModel(t, m, teatest.WithInitialTermSize(termWidth, termHeight))
+	return teatest.NewTestModel(t, m, teatest.WithInitialTermSize(size.w, size.h))
 }
 
 // waitScreen waits until the program's output shows every one of texts.
@@ -329,9 +352,11 @@ func maskDurations(s string) string {
 }
 
 // quitAndGolden quits the program and compares its last screen, with
-// durations masked, against testdata/<TestName>.golden.
-func quitAndGolden(t *testing.T, tm *teatest.TestModel) {
+// durations masked, against testdata/<TestName>.golden; the screen must
+// fill size exactly.
+func quitAndGolden(t *testing.T, tm *teatest.TestModel, size termSize) {
 	t.Helper()
+	termWidth, termHeight := size.w, size.h
 	tm.Send(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune{'q'}})
 	final := tm.FinalModel(t, teatest.WithFinalTimeout(waitLimit))
 	screen := final.View()
@@ -357,6 +382,12 @@ func press(s string) tea.KeyMsg {
 		return tea.KeyMsg{Type: tea.KeyCtrlCloseBracket}
 	case "backspace":
 		return tea.KeyMsg{Type: tea.KeyBackspace}
+	case "tab":
+		return tea.KeyMsg{Type: tea.KeyTab}
+	case "right":
+		return tea.KeyMsg{Type: tea.KeyRight}
+	case "ctrl+s":
+		return tea.KeyMsg{Type: tea.KeyCtrlS}
 	}
 	return tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune(s)}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/charmbracelet/bubbles/key"
 	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/lipgloss"
 
 	"wasmbed.io/wasmbed/daemon/api"
 	"wasmbed.io/wasmbed/daemon/client"
@@ -35,6 +36,10 @@ type Options struct {
 	// InfoInterval is how often the daemon's Info (version, store) is
 	// read again; 30s when 0.
 	InfoInterval time.Duration
+	// Renderer draws the styles; lipgloss's default renderer (the
+	// process's terminal) when nil. A console served over SSH passes one
+	// made for its session, with that terminal's color profile.
+	Renderer *lipgloss.Renderer
 }
 
 // Model is the console's root model: it owns the window size, the stack
@@ -87,7 +92,11 @@ func New(opts Options) (*Model, error) {
 	if every <= 0 {
 		every = defaultInfoInterval
 	}
-	sh := &shared{client: opts.Client, cache: newCache(), styles: newStyles(), now: now}
+	r := opts.Renderer
+	if r == nil {
+		r = lipgloss.DefaultRenderer()
+	}
+	sh := &shared{client: opts.Client, cache: newCache(), styles: newStylesFor(r), now: now}
 	m := &Model{sh: sh, addr: opts.Address, infoEvery: every, keys: newGlobalKeys(), nav: newListKeys(), gen: 1}
 	m.views = map[string]view{
 		"devices":  newDevicesView(sh),
@@ -302,6 +311,13 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			return m, m.changed()
 		}
 		return m, nil
+	case tokenMsg:
+		if msg.err != nil {
+			m.status = statusMsg{text: "token for " + msg.device + ": " + errText(msg.err), err: true}
+			return m, nil
+		}
+		m.status = statusMsg{text: "token for " + msg.device + ": issued; esc forgets it"}
+		return m, m.push(newTokenView(m.sh, msg.token))
 	case pushMsg:
 		return m, m.push(msg.v)
 	case popMsg:
@@ -348,6 +364,11 @@ func (m *Model) dropStream() {
 		m.stream = nil
 	}
 }
+
+// Close ends the streams the console holds (the event stream, a board
+// console). Run does it when the program ends; who runs the Model in a
+// program of their own calls it once that program has returned.
+func (m *Model) Close() { m.shutdown() }
 
 // shutdown ends the streams the console holds.
 func (m *Model) shutdown() {

@@ -2,8 +2,9 @@ package tui
 
 import "github.com/charmbracelet/lipgloss"
 
-// styles are the console's looks. They use lipgloss's default renderer,
-// whose color profile follows the terminal and NO_COLOR (termenv): with
+// styles are the console's looks. They use a lipgloss renderer, by
+// default lipgloss's own, whose color profile follows the terminal and
+// NO_COLOR (termenv); a console served over SSH has one per session. With
 // no colors every style renders as plain text, so nothing here may carry
 // meaning by color alone.
 type styles struct {
@@ -21,22 +22,25 @@ type styles struct {
 	ok, warn, bad, neutral lipgloss.Style
 }
 
-func newStyles() *styles {
+func newStyles() *styles { return newStylesFor(lipgloss.DefaultRenderer()) }
+
+// newStylesFor returns the styles drawn by r.
+func newStylesFor(r *lipgloss.Renderer) *styles {
 	return &styles{
-		header:   lipgloss.NewStyle().Foreground(lipgloss.Color("252")),
-		brand:    lipgloss.NewStyle().Bold(true).Foreground(lipgloss.Color("39")),
-		dim:      lipgloss.NewStyle().Foreground(lipgloss.Color("243")),
-		title:    lipgloss.NewStyle().Bold(true).Foreground(lipgloss.Color("39")),
-		colTitle: lipgloss.NewStyle().Bold(true).Foreground(lipgloss.Color("250")),
-		selected: lipgloss.NewStyle().Reverse(true),
-		banner:   lipgloss.NewStyle().Bold(true).Foreground(lipgloss.Color("15")).Background(lipgloss.Color("1")),
-		errText:  lipgloss.NewStyle().Foreground(lipgloss.Color("9")),
-		key:      lipgloss.NewStyle().Bold(true).Foreground(lipgloss.Color("39")),
-		section:  lipgloss.NewStyle().Bold(true).Underline(true),
-		ok:       lipgloss.NewStyle().Foreground(lipgloss.Color("10")),
-		warn:     lipgloss.NewStyle().Foreground(lipgloss.Color("11")),
-		bad:      lipgloss.NewStyle().Foreground(lipgloss.Color("9")),
-		neutral:  lipgloss.NewStyle().Foreground(lipgloss.Color("245")),
+		header:   r.NewStyle().Foreground(lipgloss.Color("252")),
+		brand:    r.NewStyle().Bold(true).Foreground(lipgloss.Color("39")),
+		dim:      r.NewStyle().Foreground(lipgloss.Color("243")),
+		title:    r.NewStyle().Bold(true).Foreground(lipgloss.Color("39")),
+		colTitle: r.NewStyle().Bold(true).Foreground(lipgloss.Color("250")),
+		selected: r.NewStyle().Reverse(true),
+		banner:   r.NewStyle().Bold(true).Foreground(lipgloss.Color("15")).Background(lipgloss.Color("1")),
+		errText:  r.NewStyle().Foreground(lipgloss.Color("9")),
+		key:      r.NewStyle().Bold(true).Foreground(lipgloss.Color("39")),
+		section:  r.NewStyle().Bold(true).Underline(true),
+		ok:       r.NewStyle().Foreground(lipgloss.Color("10")),
+		warn:     r.NewStyle().Foreground(lipgloss.Color("11")),
+		bad:      r.NewStyle().Foreground(lipgloss.Color("9")),
+		neutral:  r.NewStyle().Foreground(lipgloss.Color("245")),
 	}
 }
 

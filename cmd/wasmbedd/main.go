@@ -10,10 +10,12 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
 	"wasmbed.io/wasmbed/daemon"
+	"wasmbed.io/wasmbed/daemon/sshconsole"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -35,7 +37,7 @@ func env(name, def string) string {
 
 func run() error {
 	cfg := daemon.Config{Version: version}
-	var tokenFile, logLevel string
+	var tokenFile, logLevel, sshListen, sshKeys string
 	flag.StringVar(&cfg.DataDir, "data-dir", env("WASMBED_DATA_DIR", "wasmbed-data"), "CA, store, modules and board state (env WASMBED_DATA_DIR)")
 	flag.StringVar(&cfg.APIListen, "api-listen", env("WASMBED_API_LISTEN", "127.0.0.1:3001"), "HTTP API address (env WASMBED_API_LISTEN)")
 	flag.StringVar(&cfg.GatewayListen, "gateway-listen", env("WASMBED_GATEWAY_LISTEN", ":8081"), "device TLS address (env WASMBED_GATEWAY_LISTEN)")
@@ -46,6 +48,8 @@ func run() error {
 	flag.StringVar(&cfg.DockerImage, "docker-image", env("WASMBED_DOCKER_IMAGE", ""), "image of docker-backend boards; default wasmbed-device:dev, built by make image (env WASMBED_DOCKER_IMAGE)")
 	flag.BoolVar(&cfg.Demo, "demo", env("WASMBED_DEMO", "") != "", "seed three emulated devices and roll a sample app out to them (env WASMBED_DEMO)")
 	flag.StringVar(&cfg.DemoModule, "demo-module", env("WASMBED_DEMO_MODULE", daemon.DefaultDemoModule), "module the demo rolls out")
+	flag.StringVar(&sshListen, "ssh-listen", env("WASMBED_SSH_LISTEN", ""), "serve the fleet console over SSH on this address, such as :2222; off when empty (env WASMBED_SSH_LISTEN)")
+	flag.StringVar(&sshKeys, "ssh-authorized-keys", env("WASMBED_SSH_AUTHORIZED_KEYS", ""), "authorized_keys file of the keys the SSH console lets in; required with --ssh-listen (env WASMBED_SSH_AUTHORIZED_KEYS)")
 	flag.StringVar(&logLevel, "log-level", env("WASMBED_LOG_LEVEL", "info"), "debug, info, warn or error (env WASMBED_LOG_LEVEL)")
 	flag.Parse()
 
@@ -63,6 +67,18 @@ func run() error {
 		if cfg.Token == "" {
 			return fmt.Errorf("token file %s is empty", tokenFile)
 		}
+	}
+	if sshListen != "" {
+		srv, err := sshconsole.New(sshconsole.Config{
+			Listen: sshListen, AuthorizedKeys: sshKeys, Token: cfg.Token, Logger: cfg.Logger,
+			HostKey: filepath.Join(cfg.DataDir, sshconsole.HostKeyFile),
+		})
+		if err != nil {
+			return err
+		}
+		cfg.SSH = srv.Serve
+	} else if sshKeys != "" {
+		return fmt.Errorf("--ssh-authorized-keys without --ssh-listen")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -13,6 +13,7 @@ import (
 const (
 	maxEvents       = 2000 // the events view's history
 	recentPerDevice = 20   // a device detail's recent events
+	rttSamples      = 40   // a device detail's heartbeat round trips
 )
 
 // cache is the console's copy of the daemon's state: the resources as
@@ -47,6 +48,13 @@ type deviceLive struct {
 	telem    map[string]telemetry // by app
 	recent   []api.Event          // newest last
 	lastSeen time.Time            // of its last event
+
+	// rtt holds the device's last heartbeat round trips, microseconds,
+	// oldest first, at most rttSamples: a sample is taken when a device
+	// update brings a round trip or a last-seen time other than the
+	// previous sample's.
+	rtt       []int64
+	rttSeenAt time.Time // status.lastSeen of the last sample
 }
 
 // telemetry is the last values an app reported.
@@ -84,6 +92,9 @@ func (c *cache) reset(devs []v1alpha1.Device, apps []v1alpha1.Application, gws [
 		c.live = map[string]*deviceLive{}
 		c.events = nil
 		c.lastSeq = 0
+	}
+	for _, d := range c.devices {
+		c.sampleRTT(d)
 	}
 	c.rev++
 }
@@ -196,7 +207,9 @@ func (c *cache) applyResource(e api.Event) {
 	switch e.Kind {
 	case v1alpha1.KindDevice:
 		applyObject(c.devices, e, deleted, func(d *v1alpha1.Device) string { return d.ResourceVersion })
-		if deleted && c.devices[e.Name] == nil {
+		if d := c.devices[e.Name]; d != nil {
+			c.sampleRTT(d)
+		} else if deleted {
 			delete(c.live, e.Name)
 		}
 	case v1alpha1.KindApplication:
@@ -204,6 +217,28 @@ func (c *cache) applyResource(e api.Event) {
 	case v1alpha1.KindGateway:
 		applyObject(c.gateways, e, deleted, func(g *v1alpha1.Gateway) string { return g.ResourceVersion })
 	}
+}
+
+// sampleRTT adds the device's round trip to its history when it differs
+// from the last sample's, or was measured at another last-seen time.
+func (c *cache) sampleRTT(d *v1alpha1.Device) {
+	us := d.Status.RTTMicros
+	if us <= 0 {
+		return
+	}
+	var seen time.Time
+	if d.Status.LastSeen != nil {
+		seen = d.Status.LastSeen.Time
+	}
+	l := c.liveOf(d.Name)
+	if n := len(l.rtt); n > 0 && l.rtt[n-1] == us && l.rttSeenAt.Equal(seen) {
+		return
+	}
+	l.rtt = append(l.rtt, us)
+	if len(l.rtt) > rttSamples {
+		l.rtt = append(l.rtt[:0:0], l.rtt[len(l.rtt)-rttSamples:]...)
+	}
+	l.rttSeenAt = seen
 }
 
 // applyObject sets or deletes the object of a resource event in m, unless

@@ -89,6 +89,9 @@ func renderDevice(st *styles, d *v1alpha1.Device, l *deviceLive, now time.Time, 
 	}
 	field("Gateway", gw)
 	field("Last seen", age(d.Status.LastSeen, now)+" ago   RTT "+rtt(d.Status.RTTMicros))
+	if l != nil && len(l.rtt) > 0 {
+		field("RTT trend", rttTrend(l.rtt, st.ascii()))
+	}
 	if d.Status.Firmware != "" {
 		field("Firmware", d.Status.Firmware)
 	}
@@ -157,6 +160,51 @@ func renderDevice(st *styles, d *v1alpha1.Device, l *deviceLive, now time.Time, 
 		}
 	}
 	return strings.TrimSuffix(b.String(), "\n")
+}
+
+// Sparkline levels, lowest first: block characters, and digits where the
+// terminal draws no colors.
+var (
+	sparkBlocks = []rune("▁▂▃▄▅▆▇█")
+	sparkASCII  = []rune("01234567")
+)
+
+// sparkline draws one character per sample, scaled between the samples'
+// minimum (the lowest level) and maximum (the highest); samples all equal
+// draw at the lowest level. ascii draws digits 0-7 instead of blocks.
+func sparkline(samples []int64, ascii bool) string {
+	if len(samples) == 0 {
+		return ""
+	}
+	levels := sparkBlocks
+	if ascii {
+		levels = sparkASCII
+	}
+	lo, hi := samples[0], samples[0]
+	for _, v := range samples[1:] {
+		lo, hi = min(lo, v), max(hi, v)
+	}
+	top := int64(len(levels) - 1)
+	out := make([]rune, len(samples))
+	for i, v := range samples {
+		var lvl int64
+		if hi > lo {
+			// Rounded to the nearest level.
+			lvl = ((v-lo)*top*2 + (hi - lo)) / ((hi - lo) * 2)
+		}
+		out[i] = levels[lvl]
+	}
+	return string(out)
+}
+
+// rttTrend is the device detail's round-trip line: the sparkline of the
+// samples (microseconds, oldest first) and the last one in milliseconds.
+func rttTrend(samples []int64, ascii bool) string {
+	if len(samples) == 0 {
+		return "-"
+	}
+	last := samples[len(samples)-1]
+	return sparkline(samples, ascii) + "  last " + strconv.FormatFloat(float64(last)/1000, 'f', 2, 64) + "ms"
 }
 
 // deviceView is one device in detail, scrollable.

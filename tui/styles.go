@@ -1,6 +1,9 @@
 package tui
 
-import "github.com/charmbracelet/lipgloss"
+import (
+	"github.com/charmbracelet/lipgloss"
+	"github.com/muesli/termenv"
+)
 
 // styles are the console's looks. They use a lipgloss renderer, by
 // default lipgloss's own, whose color profile follows the terminal and
@@ -20,6 +23,8 @@ type styles struct {
 	section  lipgloss.Style
 
 	ok, warn, bad, neutral lipgloss.Style
+
+	r *lipgloss.Renderer
 }
 
 func newStyles() *styles { return newStylesFor(lipgloss.DefaultRenderer()) }
@@ -27,6 +32,7 @@ func newStyles() *styles { return newStylesFor(lipgloss.DefaultRenderer()) }
 // newStylesFor returns the styles drawn by r.
 func newStylesFor(r *lipgloss.Renderer) *styles {
 	return &styles{
+		r:        r,
 		header:   r.NewStyle().Foreground(lipgloss.Color("252")),
 		brand:    r.NewStyle().Bold(true).Foreground(lipgloss.Color("39")),
 		dim:      r.NewStyle().Foreground(lipgloss.Color("243")),
@@ -60,4 +66,12 @@ func (st *styles) health(h health, s string) string {
 // state renders a phase or state in the color of its health.
 func (st *styles) state(s string) string {
 	return st.health(healthOf(s), s)
+}
+
+// ascii reports whether the renderer draws no colors (NO_COLOR, a dumb
+// terminal, the golden tests): text that would lean on block characters
+// then uses plain ASCII. It is read at render time, as the profile may be
+// set after the styles are made.
+func (st *styles) ascii() bool {
+	return st.r != nil && st.r.ColorProfile() == termenv.Ascii
 }

@@ -56,20 +56,28 @@ type instance struct {
 	once   sync.Once
 }
 
-func startDaemon(t *testing.T, dataDir string) *instance {
+// startDaemon starts a real daemon on loopback with its data in dataDir;
+// mutate, when given, changes the configuration first. With -v the
+// daemon's logs go to the test output.
+func startDaemon(t *testing.T, dataDir string, mutate ...func(*daemon.Config)) *instance {
 	t.Helper()
 	ready := make(chan net.Addr, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	in := &instance{t: t, cancel: cancel, done: make(chan error, 1)}
-	go func() {
-		in.done <- daemon.Run(ctx, daemon.Config{
-			DataDir: dataDir, APIListen: "127.0.0.1:0", GatewayListen: "127.0.0.1:0",
-			GatewayName: "gw-test", DeviceBinary: deviceBinary, Resync: time.Second,
-			HeartbeatInterval: 500 * time.Millisecond,
-			Logger:            slog.New(slog.NewTextHandler(io.Discard, nil)),
-			Ready:             func(a, _ net.Addr) { ready <- a },
-		})
-	}()
+	cfg := daemon.Config{
+		DataDir: dataDir, APIListen: "127.0.0.1:0", GatewayListen: "127.0.0.1:0",
+		GatewayName: "gw-test", DeviceBinary: deviceBinary, Resync: time.Second,
+		HeartbeatInterval: 500 * time.Millisecond,
+		Logger:            slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Ready:             func(a, _ net.Addr) { ready <- a },
+	}
+	if testing.Verbose() {
+		cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	go func() { in.done <- daemon.Run(ctx, cfg) }()
 	select {
 	case a := <-ready:
 		c, err := client.New("http://" + a.String())

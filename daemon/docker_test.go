@@ -7,9 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,7 +22,6 @@ import (
 	"wasmbed.io/wasmbed/crds/v1alpha1"
 	"wasmbed.io/wasmbed/daemon"
 	"wasmbed.io/wasmbed/daemon/api"
-	dclient "wasmbed.io/wasmbed/daemon/client"
 	"wasmbed.io/wasmbed/renode"
 )
 
@@ -134,34 +130,9 @@ func noContainersLeft(t *testing.T, cli *client.Client, name string) {
 // containers reach it across the Docker bridge.
 func startDockerDaemon(t *testing.T, dataDir, name, image string) *instance {
 	t.Helper()
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() {
-		logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	ready := make(chan net.Addr, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	in := &instance{t: t, cancel: cancel, done: make(chan error, 1)}
-	go func() {
-		in.done <- daemon.Run(ctx, daemon.Config{
-			DataDir: dataDir, APIListen: "127.0.0.1:0", GatewayListen: "0.0.0.0:0",
-			GatewayName: name, DockerImage: image, DeviceBinary: deviceBinary,
-			Resync: time.Second, HeartbeatInterval: 500 * time.Millisecond,
-			Logger: logger,
-			Ready:  func(a, _ net.Addr) { ready <- a },
-		})
-	}()
-	select {
-	case a := <-ready:
-		c, err := dclient.New("http://" + a.String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		in.c = c
-	case err := <-in.done:
-		t.Fatalf("daemon did not start: %v", err)
-	}
-	t.Cleanup(in.stop)
-	return in
+	return startDaemon(t, dataDir, func(c *daemon.Config) {
+		c.GatewayListen, c.GatewayName, c.DockerImage = "0.0.0.0:0", name, image
+	})
 }
 
 // dockerDevice is an emulated device of the docker backend.

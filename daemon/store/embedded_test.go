@@ -702,57 +702,6 @@ func TestDirectoryModes(t *testing.T) {
 	}
 }
 
-func TestConcurrentUpdates(t *testing.T) {
-	ctx := t.Context()
-	s := openTest(t)
-	gws := s.Gateways()
-	if _, err := gws.Create(ctx, gatewayCase.newObj("gw")); err != nil {
-		t.Fatal(err)
-	}
-	const workers, perWorker = 8, 20
-	var (
-		wg        sync.WaitGroup
-		mu        sync.Mutex
-		conflicts int
-	)
-	for range workers {
-		wg.Go(func() {
-			for range perWorker {
-				for {
-					cur, err := gws.Get(ctx, "gw")
-					if err != nil {
-						t.Errorf("Get: %v", err)
-						return
-					}
-					cur.Spec.Capacity++
-					_, err = gws.Update(ctx, cur)
-					if errors.Is(err, ErrConflict) {
-						mu.Lock()
-						conflicts++
-						mu.Unlock()
-						continue
-					}
-					if err != nil {
-						t.Errorf("Update: %v", err)
-						return
-					}
-					break
-				}
-			}
-		})
-	}
-	wg.Wait()
-	got, err := gws.Get(ctx, "gw")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.Spec.Capacity != workers*perWorker || got.Generation != workers*perWorker+1 {
-		t.Errorf("after %d updates capacity %d generation %d, want %d %d",
-			workers*perWorker, got.Spec.Capacity, got.Generation, workers*perWorker, workers*perWorker+1)
-	}
-	t.Logf("%d conflicts retried", conflicts)
-}
-
 func BenchmarkCreate(b *testing.B) {
 	s := openTest(b)
 	ctx := b.Context()

@@ -61,7 +61,7 @@ func TestKubernetes(t *testing.T) {
 	}
 
 	t.Run("suite", func(t *testing.T) {
-		runStoreSuite(t, func(t *testing.T) Store { return open(t) })
+		runStoreSuite(t, func(t *testing.T) Store { return open(t) }, suiteLoad{workers: 4, perWorker: 10})
 	})
 	t.Run("backend", func(t *testing.T) {
 		if got := open(t).Backend(); got != "kubernetes" {

@@ -24,7 +24,7 @@ import (
 
 // TestSuiteEmbedded runs the shared suite against the embedded store.
 func TestSuiteEmbedded(t *testing.T) {
-	runStoreSuite(t, func(t *testing.T) Store { return openTest(t) })
+	runStoreSuite(t, func(t *testing.T) Store { return openTest(t) }, suiteLoad{workers: 8, perWorker: 20})
 }
 
 // suiteKind is what the suite needs to know about one kind: how to make a
@@ -98,7 +98,11 @@ var suiteGateway = suiteKind[*v1alpha1.Gateway]{
 
 // runStoreSuite runs the shared behavioural checks; open returns a new,
 // empty store that it closes at the end of the test.
-func runStoreSuite(t *testing.T, open func(t *testing.T) Store) {
+// suiteLoad sizes the concurrent-update check: a backend over the network
+// takes a lighter load than the embedded one.
+type suiteLoad struct{ workers, perWorker int }
+
+func runStoreSuite(t *testing.T, open func(t *testing.T) Store, load suiteLoad) {
 	t.Run("lifecycle/device", func(t *testing.T) { suiteLifecycle(t, open(t), suiteDevice) })
 	t.Run("lifecycle/application", func(t *testing.T) { suiteLifecycle(t, open(t), suiteApplication) })
 	t.Run("lifecycle/gateway", func(t *testing.T) { suiteLifecycle(t, open(t), suiteGateway) })
@@ -106,7 +110,7 @@ func runStoreSuite(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("watch-order", func(t *testing.T) { suiteWatchOrder(t, open(t)) })
 	t.Run("watch-cancel", func(t *testing.T) { suiteWatchCancel(t, open(t)) })
 	t.Run("close", func(t *testing.T) { suiteClose(t, open(t)) })
-	t.Run("concurrent-updates", func(t *testing.T) { suiteConcurrentUpdates(t, open(t)) })
+	t.Run("concurrent-updates", func(t *testing.T) { suiteConcurrentUpdates(t, open(t), load) })
 }
 
 // resourceVersion parses obj's resourceVersion; both backends use
@@ -499,13 +503,13 @@ func suiteClose(t *testing.T, s Store) {
 	}
 }
 
-func suiteConcurrentUpdates(t *testing.T, s Store) {
+func suiteConcurrentUpdates(t *testing.T, s Store, load suiteLoad) {
 	ctx := t.Context()
 	gws := s.Gateways()
 	if _, err := gws.Create(ctx, suiteGateway.newObj("gw")); err != nil {
 		t.Fatal(err)
 	}
-	const workers, perWorker = 4, 10
+	workers, perWorker := int32(load.workers), int32(load.perWorker)
 	var (
 		wg        sync.WaitGroup
 		mu        sync.Mutex
@@ -542,7 +546,7 @@ func suiteConcurrentUpdates(t *testing.T, s Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Spec.Capacity != workers*perWorker || got.Generation != workers*perWorker+1 {
+	if got.Spec.Capacity != workers*perWorker || got.Generation != int64(workers*perWorker)+1 {
 		t.Errorf("after %d updates capacity %d generation %d, want %d %d",
 			workers*perWorker, got.Spec.Capacity, got.Generation, workers*perWorker, workers*perWorker+1)
 	}

@@ -102,25 +102,21 @@ func (k appKeys) action(sh *shared, s string, a *v1alpha1.Application) tea.Cmd {
 
 // appsView is the list of applications with their rollouts.
 type appsView struct {
-	sh     *shared
+	sh *shared
+	rowList[*v1alpha1.Application]
 	keys   appKeys
 	deploy deployKeys
 	open   key.Binding
-	nav    listKeys
 	width  int
-	height int
 	cols   []column
 
 	filter  filter
-	rows    []*v1alpha1.Application
 	builtAt uint64
 	dirty   bool
-	cursor  int
-	offset  int
 }
 
 func newAppsView(sh *shared) *appsView {
-	return &appsView{sh: sh, deploy: newDeployKeys(), keys: newAppKeys(), nav: newListKeys(), dirty: true,
+	return &appsView{sh: sh, rowList: newRowList[*v1alpha1.Application](), deploy: newDeployKeys(), keys: newAppKeys(), dirty: true,
 		open: key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "open the application"))}
 }
 
@@ -129,10 +125,8 @@ func (v *appsView) Init() tea.Cmd { return nil }
 func (v *appsView) SetSize(w, h int) {
 	v.width, v.height = w, h
 	v.cols = layoutColumns(appColumns, w)
-	v.offset = scrollWindow(v.offset, v.cursor, v.page(), len(v.rows))
+	v.scroll()
 }
-
-func (v *appsView) page() int { return max(0, v.height-1) }
 
 func (v *appsView) Title() string {
 	total := len(v.sh.cache.apps)
@@ -170,20 +164,8 @@ func (v *appsView) Sync() {
 		}
 	}
 	slices.SortFunc(rows, func(a, b *v1alpha1.Application) int { return cmp.Compare(a.Name, b.Name) })
-	clear(rows[len(rows):cap(rows)])
-	v.rows, v.builtAt, v.dirty = rows, c.rev, false
-	if i := slices.IndexFunc(rows, func(a *v1alpha1.Application) bool { return a.Name == selected }); i >= 0 {
-		v.cursor = i
-	}
-	v.cursor = max(0, min(v.cursor, len(rows)-1))
-	v.offset = scrollWindow(v.offset, v.cursor, v.page(), len(rows))
-}
-
-func (v *appsView) selected() *v1alpha1.Application {
-	if v.cursor < 0 || v.cursor >= len(v.rows) {
-		return nil
-	}
-	return v.rows[v.cursor]
+	v.builtAt, v.dirty = c.rev, false
+	v.settle(rows, func(a *v1alpha1.Application) bool { return a.Name == selected })
 }
 
 func (v *appsView) Update(msg tea.Msg) (view, tea.Cmd) {
@@ -192,9 +174,7 @@ func (v *appsView) Update(msg tea.Msg) (view, tea.Cmd) {
 		return v, nil
 	}
 	s := km.String()
-	if c, moved := v.nav.move(s, v.cursor, v.page(), len(v.rows)); moved {
-		v.cursor = c
-		v.offset = scrollWindow(v.offset, v.cursor, v.page(), len(v.rows))
+	if v.moveBy(s) {
 		return v, nil
 	}
 	sel := v.selected()

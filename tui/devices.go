@@ -177,27 +177,23 @@ func newDevicesKeys() devicesKeys {
 // it last built from the cache and renders only the rows on screen, so a
 // frame costs the same with ten devices or ten thousand.
 type devicesView struct {
-	sh     *shared
-	keys   devicesKeys
-	acts   deviceActionKeys
-	nav    listKeys
-	width  int
-	height int
+	sh *shared
+	rowList[*v1alpha1.Device]
+	keys  devicesKeys
+	acts  deviceActionKeys
+	width int
 
 	filter  filter
 	sortBy  string
 	reverse bool
 
-	rows    []*v1alpha1.Device
 	builtAt uint64 // cache revision of rows
 	dirty   bool   // filter or order changed since
 	cols    []column
-	cursor  int
-	offset  int
 }
 
 func newDevicesView(sh *shared) *devicesView {
-	return &devicesView{sh: sh, keys: newDevicesKeys(), acts: newDeviceActionKeys(), nav: newListKeys(), sortBy: colName, dirty: true}
+	return &devicesView{sh: sh, rowList: newRowList[*v1alpha1.Device](), keys: newDevicesKeys(), acts: newDeviceActionKeys(), sortBy: colName, dirty: true}
 }
 
 func (v *devicesView) Init() tea.Cmd { return nil }
@@ -205,11 +201,10 @@ func (v *devicesView) Init() tea.Cmd { return nil }
 func (v *devicesView) SetSize(w, h int) {
 	v.width, v.height = w, h
 	v.cols = layoutColumns(deviceColumns, w)
-	v.offset = scrollWindow(v.offset, v.cursor, v.page(), len(v.rows))
+	v.scroll()
 }
 
 // page is the number of rows on screen, below the column titles.
-func (v *devicesView) page() int { return max(0, v.height-1) }
 
 func (v *devicesView) Title() string {
 	total := len(v.sh.cache.devices)
@@ -255,22 +250,8 @@ func (v *devicesView) Sync() {
 	} else {
 		slices.SortFunc(rows, compare)
 	}
-	clear(rows[len(rows):cap(rows)]) // drop pointers to objects the cache let go
-	v.rows, v.builtAt, v.dirty = rows, c.rev, false
-	if selected != "" {
-		if i := slices.IndexFunc(rows, func(d *v1alpha1.Device) bool { return d.Name == selected }); i >= 0 {
-			v.cursor = i
-		}
-	}
-	v.cursor = max(0, min(v.cursor, len(rows)-1))
-	v.offset = scrollWindow(v.offset, v.cursor, v.page(), len(rows))
-}
-
-func (v *devicesView) selected() *v1alpha1.Device {
-	if v.cursor < 0 || v.cursor >= len(v.rows) {
-		return nil
-	}
-	return v.rows[v.cursor]
+	v.builtAt, v.dirty = c.rev, false
+	v.settle(rows, func(d *v1alpha1.Device) bool { return selected != "" && d.Name == selected })
 }
 
 func (v *devicesView) Update(msg tea.Msg) (view, tea.Cmd) {
@@ -279,9 +260,7 @@ func (v *devicesView) Update(msg tea.Msg) (view, tea.Cmd) {
 		return v, nil
 	}
 	s := km.String()
-	if c, moved := v.nav.move(s, v.cursor, v.page(), len(v.rows)); moved {
-		v.cursor = c
-		v.offset = scrollWindow(v.offset, v.cursor, v.page(), len(v.rows))
+	if v.moveBy(s) {
 		return v, nil
 	}
 	if col, ok := v.keys.sortColumn[s]; ok {

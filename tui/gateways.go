@@ -46,23 +46,19 @@ func gatewayRow(st *styles, g *v1alpha1.Gateway, cols []column, now time.Time) s
 
 // gatewaysView lists the gateways; enter shows the devices of one.
 type gatewaysView struct {
-	sh     *shared
-	open   key.Binding
-	nav    listKeys
-	width  int
-	height int
-	cols   []column
+	sh *shared
+	rowList[*v1alpha1.Gateway]
+	open  key.Binding
+	width int
+	cols  []column
 
 	filter  filter
-	rows    []*v1alpha1.Gateway
 	builtAt uint64
 	dirty   bool
-	cursor  int
-	offset  int
 }
 
 func newGatewaysView(sh *shared) *gatewaysView {
-	return &gatewaysView{sh: sh, nav: newListKeys(), dirty: true,
+	return &gatewaysView{sh: sh, rowList: newRowList[*v1alpha1.Gateway](), dirty: true,
 		open: key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "show the gateway's devices"))}
 }
 
@@ -71,10 +67,8 @@ func (v *gatewaysView) Init() tea.Cmd { return nil }
 func (v *gatewaysView) SetSize(w, h int) {
 	v.width, v.height = w, h
 	v.cols = layoutColumns(gatewayColumns, w)
-	v.offset = scrollWindow(v.offset, v.cursor, v.page(), len(v.rows))
+	v.scroll()
 }
-
-func (v *gatewaysView) page() int { return max(0, v.height-1) }
 
 func (v *gatewaysView) Title() string {
 	total := len(v.sh.cache.gateways)
@@ -106,10 +100,8 @@ func (v *gatewaysView) Sync() {
 		}
 	}
 	slices.SortFunc(rows, func(a, b *v1alpha1.Gateway) int { return cmp.Compare(a.Name, b.Name) })
-	clear(rows[len(rows):cap(rows)])
-	v.rows, v.builtAt, v.dirty = rows, c.rev, false
-	v.cursor = max(0, min(v.cursor, len(rows)-1))
-	v.offset = scrollWindow(v.offset, v.cursor, v.page(), len(rows))
+	v.builtAt, v.dirty = c.rev, false
+	v.settle(rows, nil)
 }
 
 func (v *gatewaysView) Update(msg tea.Msg) (view, tea.Cmd) {
@@ -118,9 +110,7 @@ func (v *gatewaysView) Update(msg tea.Msg) (view, tea.Cmd) {
 		return v, nil
 	}
 	s := km.String()
-	if c, moved := v.nav.move(s, v.cursor, v.page(), len(v.rows)); moved {
-		v.cursor = c
-		v.offset = scrollWindow(v.offset, v.cursor, v.page(), len(v.rows))
+	if v.moveBy(s) {
 		return v, nil
 	}
 	if matches(s, v.open) && v.cursor < len(v.rows) {

@@ -12,11 +12,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
+	"k8s.io/client-go/rest"
 
 	"wasmbed.io/wasmbed/daemon/api"
 	"wasmbed.io/wasmbed/daemon/apiserver"
@@ -37,13 +39,37 @@ type Config struct {
 	// the listen address, with 127.0.0.1 for an unspecified host.
 	GatewayAdvertise string
 	GatewayName      string // this daemon's Gateway resource; the host name
-	Token            string // API bearer token; required when APIListen is not loopback
-	DeviceBinary     string // wasmbed-device for sim boards; found next to the daemon by default
-	DockerImage      string // image of docker boards; renode.DefaultDockerImage
-	Version          string
+	// APIAdvertise is the host:port the other daemons of a cluster reach
+	// this one's API at; by default the API's listen address, with
+	// 127.0.0.1 for an unspecified host.
+	APIAdvertise string
+	Token        string // API bearer token; required when APIListen is not loopback
+	DeviceBinary string // wasmbed-device for sim boards; found next to the daemon by default
+	DockerImage  string // image of docker boards; renode.DefaultDockerImage
+	// MCUFirmware is the firmware ELF of qemu boards (make firmware);
+	// renode.FirmwareFile next to the daemon by default.
+	MCUFirmware string
+	Version     string
 
 	HeartbeatInterval time.Duration // device heartbeats; gateway default
 	Resync            time.Duration // controllers' periodic resync; 10s
+	// GatewayHeartbeat is how often the daemon heartbeats its Gateway
+	// resource; a gateway silent for three is unhealthy and its devices
+	// move. controller.DefaultHeartbeat.
+	GatewayHeartbeat time.Duration
+
+	// Store is StoreEmbedded (the default: bbolt in the data directory)
+	// or StoreKubernetes: the custom resources in Namespace of the
+	// cluster Kube points at, where the daemons of the namespace elect a
+	// leader (Lease tunes it) and each is one gateway.
+	Store     string
+	Kube      *rest.Config
+	Namespace string
+	Lease     LeaseTimes
+	// CADir holds a CA shared by several daemons (ca.crt, ca.key; a
+	// mounted Secret), read-only; by default each daemon has its own in
+	// its data directory.
+	CADir string
 
 	// Demo seeds three emulated devices and rolls DemoModule out to them.
 	Demo       bool
@@ -79,6 +105,12 @@ func (c *Config) defaults() error {
 		}
 		c.GatewayName = h
 	}
+	if c.Store == StoreKubernetes && c.Namespace == "" {
+		c.Namespace = "wasmbed"
+	}
+	if c.GatewayHeartbeat <= 0 {
+		c.GatewayHeartbeat = controller.DefaultHeartbeat
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -112,15 +144,25 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return err
 	}
-	ca, err := pki.Open(filepath.Join(cfg.DataDir, "pki"), pki.Options{})
+	ca, err := pki.Open(filepath.Join(cfg.DataDir, "pki"), pki.Options{CADir: cfg.CADir})
 	if err != nil {
 		return err
 	}
-	st, err := store.OpenEmbedded(filepath.Join(cfg.DataDir, "store"))
+	st, recorder, closeStore, err := openStore(cfg)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer closeStore()
+	// Controllers read the Kubernetes store from informers' caches; the
+	// API reads it directly, so that its callers read their own writes.
+	cached := st
+	if k, ok := st.(*store.Kubernetes); ok {
+		cctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		if cached, err = k.Cached(cctx); err != nil {
+			return err
+		}
+	}
 
 	gwLn, err := net.Listen("tcp", cfg.GatewayListen)
 	if err != nil {
@@ -143,7 +185,8 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	bus := events.New(4096)
-	d := &daemon{cfg: cfg, log: log, store: st, bus: bus, started: time.Now(), advertise: advertise, consoles: make(map[string]*renode.Console)}
+	d := &daemon{cfg: cfg, log: log, store: st, bus: bus, started: time.Now(), advertise: advertise, consoles: make(map[string]*renode.Console),
+		lead: &leadership{self: cfg.GatewayName}}
 	gw, err := gateway.New(gateway.Config{
 		Authority: ca, Certificate: cert, Events: gateway.EventFunc(d.gatewayEvent),
 		Logger: log, HeartbeatInterval: cfg.HeartbeatInterval,
@@ -169,19 +212,29 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	d.backends = map[string]renode.Backend{sim.Name(): sim, docker.Name(): docker, ren.Name(): ren}
-	d.devices = &controller.Devices{
-		Store: st, Gateway: gw, GatewayName: cfg.GatewayName, GatewayAddr: advertise, ServerName: gwHost,
-		CA: ca, Backends: d.backends, IdentityDir: filepath.Join(cfg.DataDir, "identities"),
-		Resync: cfg.Resync, Logger: log,
+	qemu, err := renode.NewQEMU(renode.QEMUConfig{Firmware: cfg.MCUFirmware, Dir: filepath.Join(cfg.DataDir, "qemu"), Logger: log})
+	if err != nil {
+		return err
 	}
-	d.apps = &controller.Applications{Store: st, Gateway: gw, Resync: cfg.Resync, Logger: log}
-	gws := &controller.Gateways{Store: st, Gateway: gw, Name: cfg.GatewayName, Endpoint: advertise, Logger: log}
+	d.backends = map[string]renode.Backend{sim.Name(): sim, docker.Name(): docker, ren.Name(): ren, qemu.Name(): qemu}
+	d.devices = &controller.Devices{
+		Store: cached, Gateway: gw, GatewayName: cfg.GatewayName, GatewayAddr: advertise, ServerName: gwHost,
+		CA: ca, Backends: d.backends, IdentityDir: filepath.Join(cfg.DataDir, "identities"),
+		Resync: cfg.Resync, Recorder: recorder, Logger: log, Leading: d.lead.Leading,
+	}
+	apiAdvertise := cfg.APIAdvertise
+	if apiAdvertise == "" {
+		apiAdvertise = advertiseAddr(apiLn.Addr())
+	}
+	sessions := &fleet{self: cfg.GatewayName, gw: gw, store: cached, token: cfg.Token}
+	d.apps = &controller.Applications{Store: cached, Gateway: sessions, Resync: cfg.Resync, Recorder: recorder, Logger: log}
+	gws := &controller.Gateways{Store: cached, Gateway: gw, Name: cfg.GatewayName, Endpoint: advertise, APIEndpoint: apiAdvertise, Interval: cfg.GatewayHeartbeat, Logger: log}
+	placement := &controller.Placement{Store: cached, Interval: cfg.GatewayHeartbeat, Recorder: recorder, Logger: log}
 
 	reg := prometheus.NewRegistry()
 	d.metrics = newMetrics(reg, d)
 	handler, err := apiserver.New(apiserver.Deps{
-		Store: st, Boards: boardCatalog(d.backends), Tokens: ca, Consoles: d, Events: bus,
+		Store: st, Boards: boardCatalog(d.backends), Tokens: ca, Consoles: d, Events: bus, Sessions: gw,
 		Info: d.info, Token: cfg.Token, Registry: reg, Ready: d.ready, Logger: log,
 	})
 	if err != nil {
@@ -204,9 +257,20 @@ func Run(ctx context.Context, cfg Config) error {
 		g.Go(func() error { return b.Run(gctx) })
 	}
 	g.Go(func() error { return d.devices.Run(gctx) })
-	g.Go(func() error { return d.apps.Run(gctx) })
 	g.Go(func() error { return gws.Run(gctx) })
-	g.Go(func() error { return (&apiserver.ResourcePublisher{Store: st, Bus: bus, Logger: log}).Run(gctx) })
+	// Rollouts and placement run on the leader only.
+	g.Go(func() error {
+		return d.lead.run(gctx, cfg, log, func(ctx context.Context) error {
+			lg, lctx := errgroup.WithContext(ctx)
+			lg.Go(func() error { return d.apps.Run(lctx) })
+			lg.Go(func() error { return placement.Run(lctx) })
+			if cfg.Demo {
+				lg.Go(func() error { return d.seedDemo(lctx) })
+			}
+			return lg.Wait()
+		})
+	})
+	g.Go(func() error { return (&apiserver.ResourcePublisher{Store: cached, Bus: bus, Logger: log}).Run(gctx) })
 	g.Go(func() error {
 		if err := srv.Serve(apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("api: %w", err)
@@ -221,9 +285,6 @@ func Run(ctx context.Context, cfg Config) error {
 	})
 	if cfg.SSH != nil {
 		g.Go(func() error { return cfg.SSH(gctx, apiLn.Addr()) })
-	}
-	if cfg.Demo {
-		g.Go(func() error { return d.seedDemo(gctx) })
 	}
 	err = g.Wait()
 	log.Info("daemon stopped", "err", err)
@@ -240,6 +301,7 @@ type daemon struct {
 	backends  map[string]renode.Backend
 	devices   *controller.Devices
 	apps      *controller.Applications
+	lead      *leadership
 	started   time.Time
 	advertise string
 
@@ -251,7 +313,7 @@ type daemon struct {
 
 func (d *daemon) info() api.Info {
 	return api.Info{Version: d.cfg.Version, Store: d.store.Backend(), Gateway: d.cfg.GatewayName,
-		GatewayAddr: d.advertise, Started: d.started}
+		GatewayAddr: d.advertise, Started: d.started, Leader: d.lead.Leader()}
 }
 
 func (d *daemon) ready() error { return nil }
@@ -376,9 +438,13 @@ func boardCatalog(backends map[string]renode.Backend) []api.Board {
 	for _, b := range renode.Boards() {
 		ab := api.Board{Name: b.Name, Title: b.Title, Vendor: b.Vendor, MCU: b.MCU, Core: b.Core,
 			FlashKiB: b.FlashKiB, RAMKiB: b.RAMKiB, RenodePlatform: b.RenodePlatform, Capabilities: b.Capabilities}
-		for name := range backends {
+		for name, be := range backends {
+			if s, ok := be.(interface{ Supports(renode.Board) bool }); ok && !s.Supports(b) {
+				continue
+			}
 			ab.Backends = append(ab.Backends, name)
 		}
+		slices.Sort(ab.Backends)
 		out = append(out, ab)
 	}
 	return out

@@ -50,6 +50,7 @@ func TestMain(m *testing.M) {
 // instance is a real daemon running in the test process on loopback.
 type instance struct {
 	t      *testing.T
+	name   string // its gateway
 	c      *client.Client
 	cancel context.CancelFunc
 	done   chan error
@@ -77,6 +78,7 @@ func startDaemon(t *testing.T, dataDir string, mutate ...func(*daemon.Config)) *
 	for _, m := range mutate {
 		m(&cfg)
 	}
+	in.name = cfg.GatewayName
 	go func() { in.done <- daemon.Run(ctx, cfg) }()
 	select {
 	case a := <-ready:

@@ -17,11 +17,14 @@ import (
 // repository root where `make run` starts the daemon.
 const DefaultDemoModule = "testdata/apps/sensor.wasm"
 
-// demoDevices are the emulated boards of the demo: three of the catalog's.
-var demoDevices = []struct{ name, board string }{
-	{"demo-mps2", "mps2-an385"},
-	{"demo-stm32f7", "stm32f746g-disco"},
-	{"demo-nrf52", "nrf52840-dk"},
+// demoDevices are the emulated boards of the demo: three of the catalog's
+// as wasmbed-device processes, and a microcontroller running the Wasmbed
+// firmware in QEMU when this host can run one.
+var demoDevices = []struct{ name, board, backend string }{
+	{"demo-mps2", "mps2-an385", "sim"},
+	{"demo-stm32f7", "stm32f746g-disco", "sim"},
+	{"demo-nrf52", "nrf52840-dk", "sim"},
+	{"demo-mcu", "mps2-an385", "qemu"},
 }
 
 // seedDemo creates the demo's devices and application unless they exist,
@@ -41,10 +44,16 @@ func (d *daemon) seedDemo(ctx context.Context) error {
 	}
 	labels := map[string]string{"demo": "true"}
 	for _, dd := range demoDevices {
+		if a, ok := d.backends[dd.backend].(interface{ Available() error }); ok {
+			if err := a.Available(); err != nil {
+				d.log.Info("demo: no "+dd.name, "err", err)
+				continue
+			}
+		}
 		_, err := d.store.Devices().Create(ctx, &v1alpha1.Device{
 			ObjectMeta: metav1.ObjectMeta{Name: dd.name, Labels: labels},
 			Spec: v1alpha1.DeviceSpec{Board: dd.board, Gateway: d.cfg.GatewayName,
-				Emulation: &v1alpha1.Emulation{Backend: "sim", Enabled: true}},
+				Emulation: &v1alpha1.Emulation{Backend: dd.backend, Enabled: true}},
 		})
 		if err != nil && !errors.Is(err, store.ErrAlreadyExists) {
 			return fmt.Errorf("demo device %s: %w", dd.name, err)

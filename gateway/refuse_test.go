@@ -252,7 +252,11 @@ func (tb *testbed) hello(cert *tls.Certificate, maxVersion uint16, h *protocol.H
 	go func() { served <- conn.Serve(ctx, func(*protocol.Message) error { return nil }) }()
 	_, err = conn.Request(ctx, protocol.TypeHello, h)
 	conn.Close()
-	if serr := <-served; errors.Is(err, protocol.ErrClosed) && serr != nil {
+	// A gateway that refuses the certificate sends its error notice and
+	// closes before the hello is read, or even written: what Serve read
+	// is then the answer, whatever the write of the hello ran into.
+	var notice *protocol.Error
+	if serr := <-served; err != nil && (errors.Is(err, protocol.ErrClosed) && serr != nil || errors.As(serr, &notice)) {
 		return serr
 	}
 	return err

@@ -39,8 +39,8 @@ type DeviceSpec struct {
 // Emulation describes how the daemon runs an emulated board.
 type Emulation struct {
 	// Backend runs the board: sim (a wasmbed-device process, the default),
-	// docker or renode.
-	// +kubebuilder:validation:Enum=sim;docker;renode
+	// docker, renode or qemu (the Wasmbed MCU firmware in QEMU).
+	// +kubebuilder:validation:Enum=sim;docker;renode;qemu
 	Backend string `json:"backend,omitempty"`
 	// Enabled starts the board; false keeps it stopped.
 	Enabled bool `json:"enabled"`

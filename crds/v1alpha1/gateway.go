@@ -24,6 +24,10 @@ type GatewaySpec struct {
 	// Endpoint is the host:port devices dial.
 	// +kubebuilder:validation:MinLength=3
 	Endpoint string `json:"endpoint"`
+	// APIEndpoint is the host:port of the HTTP API of the daemon that runs
+	// the gateway: the daemons of a cluster reach the devices on each
+	// other's gateways through it.
+	APIEndpoint string `json:"apiEndpoint,omitempty"`
 	// Capacity is the most devices the gateway takes; 0 means no limit.
 	Capacity int32 `json:"capacity,omitempty"`
 }

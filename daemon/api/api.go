@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"wasmbed.io/wasmbed/crds/v1alpha1"
 )
 
 // Prefix is the path prefix of every versioned route.
@@ -29,6 +31,8 @@ const (
 	ReasonUnsupported   Reason = "Unsupported"   // 415: wrong content type
 	ReasonUnavailable   Reason = "Unavailable"   // 503: e.g. the board is off
 	ReasonInternal      Reason = "Internal"      // 500
+	ReasonNotConnected  Reason = "NotConnected"  // 409: the device holds no session on this daemon's gateway
+	ReasonDeployFailed  Reason = "DeployFailed"  // 422: the device refused or failed a deploy; Message says why
 )
 
 // Error is the one error shape of the API, sent as {"error": Error}.
@@ -65,6 +69,21 @@ type Info struct {
 	Gateway     string    `json:"gateway"`
 	GatewayAddr string    `json:"gatewayAddr"` // host:port devices dial
 	Started     time.Time `json:"started"`
+	// Leader is the gateway of the daemon that runs rollouts and placement
+	// (this one with the embedded store); empty during an election.
+	Leader string `json:"leader,omitempty"`
+}
+
+// SessionCommand acts on an app of a device through its session on this
+// daemon's gateway (POST /api/v1/devices/{name}/session/deploy, .../start
+// and .../stop). The daemons of one cluster send it to each other to reach
+// the devices on each other's gateways; scripts have the Application
+// resources instead.
+type SessionCommand struct {
+	App string `json:"app"`
+	// Spec is, for a deploy, the app's spec: its module (uploaded before,
+	// by sha256), version and limits.
+	Spec *v1alpha1.ApplicationSpec `json:"spec,omitempty"`
 }
 
 // Module describes an uploaded module (POST /api/v1/modules answers one).

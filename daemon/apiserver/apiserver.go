@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"wasmbed.io/wasmbed/daemon/api"
+	"wasmbed.io/wasmbed/daemon/controller"
 	"wasmbed.io/wasmbed/daemon/events"
 	"wasmbed.io/wasmbed/daemon/store"
 	"wasmbed.io/wasmbed/docs"
@@ -81,6 +82,10 @@ type Deps struct {
 	// Events feeds GET /api/v1/events; nil answers it with 503
 	// Unavailable. ResourcePublisher puts the store's changes on it.
 	Events *events.Bus
+	// Sessions serves POST /api/v1/devices/{name}/session/...: app
+	// commands for the devices on this daemon's gateway, from the other
+	// daemons of a cluster; nil answers them with 503 Unavailable.
+	Sessions controller.Sessions
 	// Info describes the daemon for GET /api/v1/info; nil reports only the
 	// store backend.
 	Info func() api.Info
@@ -200,6 +205,7 @@ func (s *server) routeTable() []route {
 		{pattern: "POST " + p + "/devices/{name}/token", h: s.createToken},
 		{pattern: "GET " + p + "/devices/{name}/console", h: s.streamConsole},
 		{pattern: "POST " + p + "/devices/{name}/console", h: s.sendConsole},
+		{pattern: "POST " + p + "/devices/{name}/session/{command}", h: s.sessionCommand},
 
 		{pattern: "GET " + p + "/applications", h: s.listApplications},
 		{pattern: "POST " + p + "/applications", h: s.createApplication},
@@ -281,6 +287,8 @@ func (s *server) wrap(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rw := &responseWriter{ResponseWriter: w}
+		body := &trackedBody{ReadCloser: r.Body}
+		r.Body = body
 		var err error
 		if !rt.open {
 			err = s.authorize(r)
@@ -298,6 +306,9 @@ func (s *server) wrap(rt route) http.Handler {
 				}
 				s.log.Log(r.Context(), level, "response ended early", "route", route, "method", r.Method, "err", err)
 			} else {
+				if body.started && isTooLarge(err) {
+					drainRefused(body)
+				}
 				s.writeError(rw, r, err)
 			}
 		}

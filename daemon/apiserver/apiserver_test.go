@@ -21,6 +21,7 @@ import (
 	"wasmbed.io/wasmbed/daemon/apiserver"
 	"wasmbed.io/wasmbed/daemon/client"
 	"wasmbed.io/wasmbed/docs"
+	"wasmbed.io/wasmbed/gateway"
 	"wasmbed.io/wasmbed/gateway/pki"
 )
 
@@ -172,7 +173,7 @@ func TestDeviceValidation(t *testing.T) {
 		{"no name", device("", "nrf52840-dk", nil), "metadata.name", nil},
 		{"bad label", device("d1", "nrf52840-dk", map[string]string{"room": "lab/1"}), "metadata.labels", nil},
 		{"bad gateway", device("d1", "nrf52840-dk", nil), "spec.gateway", nil},
-		{"unknown backend", device("d1", "nrf52840-dk", nil), "spec.emulation.backend", []string{"qemu", "sim, docker, renode"}},
+		{"unknown backend", device("d1", "nrf52840-dk", nil), "spec.emulation.backend", []string{"vmware", "sim, docker, renode, qemu"}},
 		{"backend the board lacks", device("d1", "esp32-devkitc", nil), "spec.emulation.backend", []string{"sim, docker"}},
 		{"negative memory", device("d1", "nrf52840-dk", nil), "spec.emulation.memoryMiB", nil},
 		{"resourceVersion on create", device("d1", "nrf52840-dk", nil), "metadata.resourceVersion", nil},
@@ -183,7 +184,7 @@ func TestDeviceValidation(t *testing.T) {
 			case "bad gateway":
 				tc.dev.Spec.Gateway = "Gate way"
 			case "unknown backend":
-				tc.dev.Spec.Emulation = &v1alpha1.Emulation{Backend: "qemu"}
+				tc.dev.Spec.Emulation = &v1alpha1.Emulation{Backend: "vmware"}
 			case "backend the board lacks":
 				tc.dev.Spec.Emulation = &v1alpha1.Emulation{Backend: "renode"}
 			case "negative memory":
@@ -1000,5 +1001,68 @@ func TestActionsRetryOnConflict(t *testing.T) {
 	app, err := h.c.GetApplication(ctx, "sensor")
 	if err != nil || !app.Spec.Paused || !app.Spec.Stopped {
 		t.Errorf("after concurrent pause and stop, spec = %+v, %v; want both set", app.Spec, err)
+	}
+}
+
+// TestSessionCommands: the gateway-to-gateway route refuses bad bodies,
+// unknown devices, commands and modules with clear errors, and answers
+// NotConnected for a device without a session on this daemon's (real)
+// gateway; without a gateway it is unavailable.
+func TestSessionCommands(t *testing.T) {
+	off := newHarness(t)
+	ctx := t.Context()
+	if _, err := off.c.CreateDevice(ctx, device("d1", "nrf52840-dk", nil)); err != nil {
+		t.Fatal(err)
+	}
+	err := off.c.SessionCommand(ctx, "d1", "start", api.SessionCommand{App: "a"})
+	wantAPIError(t, "start without a gateway", err, api.ReasonUnavailable, http.StatusServiceUnavailable)
+
+	var gw *gateway.Gateway
+	h := newHarness(t, func(d *apiserver.Deps) {
+		ca, err := pki.Open(t.TempDir(), pki.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, err := ca.ServerCertificate([]string{"127.0.0.1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if gw, err = gateway.New(gateway.Config{Authority: ca, Certificate: cert}); err != nil {
+			t.Fatal(err)
+		}
+		d.Sessions = gw
+	})
+	if _, err := h.c.CreateDevice(ctx, device("d1", "nrf52840-dk", nil)); err != nil {
+		t.Fatal(err)
+	}
+	mod, err := h.c.UploadModule(ctx, bytes.NewReader(wasm(t, "sensor.wasm")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := &v1alpha1.ApplicationSpec{Version: "1", Module: v1alpha1.ModuleRef{SHA256: mod.SHA256}}
+	for _, verb := range []string{"start", "stop"} {
+		err := h.c.SessionCommand(ctx, "d1", verb, api.SessionCommand{App: "sensor", Spec: spec})
+		wantAPIError(t, verb+" to a device without a session", err, api.ReasonNotConnected, http.StatusConflict)
+	}
+	// A deploy is declarative, as the gateway's own: it waits for the
+	// device to connect and take the module, until the caller gives up.
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if err := h.c.SessionCommand(short, "d1", "deploy", api.SessionCommand{App: "sensor", Spec: spec}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("deploy to a device without a session = %v, want it to wait until the caller gives up", err)
+	}
+	err = h.c.SessionCommand(ctx, "nope", "start", api.SessionCommand{App: "sensor"})
+	wantAPIError(t, "start on an unknown device", err, api.ReasonNotFound, http.StatusNotFound)
+	err = h.c.SessionCommand(ctx, "d1", "reboot", api.SessionCommand{App: "sensor"})
+	wantAPIError(t, "an unknown command", err, api.ReasonNotFound, http.StatusNotFound)
+	err = h.c.SessionCommand(ctx, "d1", "start", api.SessionCommand{App: "Bad Name"})
+	wantAPIError(t, "a bad app name", err, api.ReasonInvalid, http.StatusUnprocessableEntity)
+	err = h.c.SessionCommand(ctx, "d1", "deploy", api.SessionCommand{App: "sensor"})
+	wantAPIError(t, "a deploy without a spec", err, api.ReasonInvalid, http.StatusUnprocessableEntity)
+	missing := &v1alpha1.ApplicationSpec{Version: "1", Module: v1alpha1.ModuleRef{SHA256: strings.Repeat("ab", 32)}}
+	err = h.c.SessionCommand(ctx, "d1", "deploy", api.SessionCommand{App: "sensor", Spec: missing})
+	wantAPIError(t, "a deploy of a module never uploaded", err, api.ReasonInvalid, http.StatusUnprocessableEntity)
+	if status, ae := h.raw(t, http.MethodPost, api.Prefix+"/devices/d1/session/start", "application/json", []byte(`{"app":"a","extra":1}`)); status != http.StatusBadRequest || ae.Reason != api.ReasonBadRequest {
+		t.Errorf("unknown field: %d %+v, want 400 BadRequest", status, ae)
 	}
 }

@@ -22,7 +22,7 @@ import (
 )
 
 // Emulation backends a Device may name in spec.emulation.backend.
-var emulationBackends = []string{"sim", "docker", "renode"}
+var emulationBackends = []string{"sim", "docker", "renode", "qemu"}
 
 // defaultBackend is the backend of an emulation that names none.
 const defaultBackend = "sim"

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 
@@ -81,6 +82,34 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	w.Header().Del("Content-Length")
 	w.Header().Del("Content-Disposition")
 	writeJSON(w, ae.Status, api.ErrorBody{Error: *ae})
+}
+
+// maxDrain is how much of a refused body the server still reads so that
+// the client, still sending, gets the 413 answer rather than a reset
+// connection. A longer body ends with the connection closed.
+const maxDrain = 64 << 20
+
+// trackedBody notes whether a handler began reading the request body.
+type trackedBody struct {
+	io.ReadCloser
+	started bool
+}
+
+func (b *trackedBody) Read(p []byte) (int, error) {
+	b.started = true
+	return b.ReadCloser.Read(p)
+}
+
+// drainRefused reads and discards the rest of a body refused part way
+// through, up to maxDrain bytes.
+func drainRefused(body io.Reader) {
+	io.CopyN(io.Discard, body, maxDrain)
+}
+
+// isTooLarge reports whether err refuses a request for its size.
+func isTooLarge(err error) bool {
+	var ae *api.Error
+	return errors.As(err, &ae) && ae.Status == http.StatusRequestEntityTooLarge
 }
 
 // isClientGone reports whether err comes from the request's context

@@ -260,3 +260,15 @@ func (c *Client) GetModule(ctx context.Context, sha256 string) ([]byte, error) {
 func (c *Client) DeleteModule(ctx context.Context, sha256 string) error {
 	return c.do(ctx, request{op: "delete module " + sha256, method: http.MethodDelete, path: api.Prefix + "/modules/" + seg(sha256)}, nil)
 }
+
+// SessionCommand has the daemon act on an app of device through the
+// device's session on its gateway (POST
+// /api/v1/devices/{name}/session/{command}; command is deploy, start or
+// stop). It returns when the device has done it; an *api.Error with
+// ReasonNotConnected or ReasonDeployFailed says why it did not.
+func (c *Client) SessionCommand(ctx context.Context, device, command string, cmd api.SessionCommand) error {
+	return c.doJSON(ctx, request{
+		op: command + " " + cmd.App + " on " + device, method: http.MethodPost,
+		path: api.Prefix + "/devices/" + seg(device) + "/session/" + seg(command),
+	}, cmd, nil)
+}

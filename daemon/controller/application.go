@@ -42,18 +42,27 @@ const historyLimit = 10
 // rollout allows.
 type Applications struct {
 	Store         store.Store
-	Gateway       *gateway.Gateway
+	Gateway       Sessions
 	Resync        time.Duration // default 10s
 	DeployTimeout time.Duration // one device's deploy; default 2m
+	Recorder      Recorder      // events on applications; nil records none
 	Logger        *slog.Logger
 
-	loop *loop
-	ctx  context.Context // Run's, for deploys that outlive one reconcile
-
 	mu       sync.Mutex
+	loop     *loop
+	ctx      context.Context     // Run's, for deploys that outlive one reconcile
 	inflight map[key]*deployment // deploys under way
 	results  map[key]result      // how the last deploy of a module to a device ended
 	known    map[string]bool     // app names seen by the watch
+}
+
+// Sessions reach devices' sessions: a *gateway.Gateway for the devices of
+// this daemon's gateway, or a router that also reaches the gateways of
+// the other daemons of a cluster.
+type Sessions interface {
+	Deploy(ctx context.Context, device string, mod gateway.Module) error
+	Start(ctx context.Context, device, app string) error
+	Stop(ctx context.Context, device, app string) error
 }
 
 // key names one app on one device.
@@ -72,8 +81,11 @@ type result struct {
 
 // Enqueue asks for app to be reconciled.
 func (c *Applications) Enqueue(app string) {
-	if c.loop != nil {
-		c.loop.Enqueue(app)
+	c.mu.Lock()
+	l := c.loop
+	c.mu.Unlock()
+	if l != nil {
+		l.Enqueue(app)
 	}
 }
 
@@ -119,11 +131,14 @@ func (c *Applications) Run(ctx context.Context) error {
 	if c.DeployTimeout <= 0 {
 		c.DeployTimeout = 2 * time.Minute
 	}
+	// Run may run again (when this daemon leads again): it starts afresh.
+	c.mu.Lock()
 	c.ctx = ctx
 	c.inflight = make(map[key]*deployment)
 	c.results = make(map[key]result)
 	c.known = make(map[string]bool)
 	c.loop = newLoop("applications", c.Logger)
+	c.mu.Unlock()
 	go watch(ctx, c.Store.Applications(), c.Resync, c.seen, func(a *v1alpha1.Application) { c.deleted(ctx, a) })
 	c.loop.run(ctx, 2, c.reconcile)
 	return nil
@@ -171,7 +186,8 @@ func (c *Applications) reconcile(ctx context.Context, name string) error {
 	spec := app.Spec
 	st := app.Status.DeepCopy()
 	st.ObservedGeneration = app.Generation
-	recordRevision(st, spec, now)
+	started := recordRevision(st, spec, now)
+	was := app.Status.Phase
 
 	prev := make(map[string]v1alpha1.DeviceRollout, len(st.Devices))
 	for _, r := range st.Devices {
@@ -218,7 +234,16 @@ func (c *Applications) reconcile(ctx context.Context, name string) error {
 	if st.RolledBack != nil && st.RolledBack.Generation == app.Generation && !spec.Stopped {
 		st.Phase = v1alpha1.AppRolledBack
 	}
-	return c.writeStatus(ctx, app, func(s *v1alpha1.ApplicationStatus) { *s = *st })
+	if err := c.writeStatus(ctx, app, func(s *v1alpha1.ApplicationStatus) { *s = *st }); err != nil {
+		return err
+	}
+	if started {
+		record(c.Recorder, app, EventNormal, "RolloutStarted", "rolling version %s out to %d devices", spec.Version, st.Targeted)
+	}
+	if st.Phase == v1alpha1.AppRunning && was != v1alpha1.AppRunning {
+		record(c.Recorder, app, EventNormal, "RolloutComplete", "version %s runs on %d of %d devices", spec.Version, st.Running, st.Targeted)
+	}
+	return nil
 }
 
 // rowFor works out one device's part of the rollout.
@@ -306,7 +331,7 @@ func (c *Applications) advance(ctx context.Context, app *v1alpha1.Application, s
 			continue
 		}
 		if mod == nil {
-			m, err := c.module(ctx, app)
+			m, err := Module(ctx, c.Store.Modules(), app.Name, app.Spec)
 			if err != nil {
 				setCondition(st, app, "Progressing", metav1.ConditionFalse, "ModuleMissing", err.Error())
 				st.Phase = v1alpha1.AppFailed
@@ -347,17 +372,19 @@ func batchSize(r v1alpha1.Rollout, targeted int) int {
 	return max(n, 1)
 }
 
-func (c *Applications) module(ctx context.Context, app *v1alpha1.Application) (gateway.Module, error) {
-	data, err := c.Store.Modules().Get(ctx, app.Spec.Module.SHA256)
+// Module is what a gateway deploys for app's spec: its module's bytes
+// from mods, with the version and limits of the spec.
+func Module(ctx context.Context, mods store.Modules, app string, spec v1alpha1.ApplicationSpec) (gateway.Module, error) {
+	data, err := mods.Get(ctx, spec.Module.SHA256)
 	if err != nil {
-		return gateway.Module{}, fmt.Errorf("module %s: %w", app.Spec.Module.SHA256, err)
+		return gateway.Module{}, fmt.Errorf("module %s: %w", spec.Module.SHA256, err)
 	}
-	sum, err := hex.DecodeString(app.Spec.Module.SHA256)
+	sum, err := hex.DecodeString(spec.Module.SHA256)
 	if err != nil {
-		return gateway.Module{}, fmt.Errorf("module sha256 %q: %w", app.Spec.Module.SHA256, err)
+		return gateway.Module{}, fmt.Errorf("module sha256 %q: %w", spec.Module.SHA256, err)
 	}
-	l := app.Spec.Limits
-	return gateway.Module{App: app.Name, Version: app.Spec.Version, SHA256: sum, Data: data,
+	l := spec.Limits
+	return gateway.Module{App: app, Version: spec.Version, SHA256: sum, Data: data,
 		Limits: protocol.Limits{MemoryPages: uint32(l.MemoryPages), CallMS: uint32(l.CallTimeoutMillis), PeriodMS: uint32(l.PeriodMillis)},
 	}, nil
 }
@@ -423,6 +450,7 @@ func (c *Applications) rollBack(ctx context.Context, app *v1alpha1.Application, 
 	reason := fmt.Sprintf("%d of %d devices failed (limit %d): %s", st.Failed, st.Targeted, app.Spec.Rollout.MaxFailures, strings.Join(failures, "; "))
 	prev := previousRevision(st.History, app.Spec)
 	if prev == nil {
+		record(c.Recorder, app, EventWarning, "RolloutFailed", "%s; no earlier version to roll back to", reason)
 		return c.writeStatus(ctx, app, func(s *v1alpha1.ApplicationStatus) {
 			*s = *st
 			s.Phase = v1alpha1.AppFailed
@@ -436,6 +464,7 @@ func (c *Applications) rollBack(ctx context.Context, app *v1alpha1.Application, 
 	if err != nil {
 		return err
 	}
+	record(c.Recorder, updated, EventWarning, "RolledBack", "from version %s to %s: %s", from, prev.Version, reason)
 	return c.writeStatus(ctx, updated, func(s *v1alpha1.ApplicationStatus) {
 		*s = *st
 		s.ObservedGeneration = updated.Generation
@@ -456,15 +485,17 @@ func previousRevision(h []v1alpha1.Revision, spec v1alpha1.ApplicationSpec) *v1a
 	return nil
 }
 
-// recordRevision appends the spec's revision to the history when it is new.
-func recordRevision(st *v1alpha1.ApplicationStatus, spec v1alpha1.ApplicationSpec, now time.Time) {
+// recordRevision adds the spec to the history unless it is the newest
+// revision there, and reports whether it did (a rollout starts).
+func recordRevision(st *v1alpha1.ApplicationStatus, spec v1alpha1.ApplicationSpec, now time.Time) bool {
 	if n := len(st.History); n > 0 && st.History[n-1].Module.SHA256 == spec.Module.SHA256 && st.History[n-1].Version == spec.Version {
-		return
+		return false
 	}
 	st.History = append(st.History, v1alpha1.Revision{Version: spec.Version, Module: spec.Module, Time: metav1.Time{Time: now.Truncate(time.Second)}})
 	if len(st.History) > historyLimit {
 		st.History = st.History[len(st.History)-historyLimit:]
 	}
+	return true
 }
 
 func setCondition(st *v1alpha1.ApplicationStatus, app *v1alpha1.Application, typ string, status metav1.ConditionStatus, reason, msg string) {

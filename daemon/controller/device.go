@@ -44,7 +44,11 @@ type Devices struct {
 	// device, so a board keeps its certificate across restarts.
 	IdentityDir string
 	Resync      time.Duration // default 10s
+	Recorder    Recorder      // events on devices; nil records none
 	Logger      *slog.Logger
+	// Leading reports whether this daemon leads (claims the devices that
+	// name no gateway); nil means it always does, as a sole daemon.
+	Leading func() bool
 
 	loop *loop
 }
@@ -63,7 +67,9 @@ func (c *Devices) Run(ctx context.Context) error {
 	}
 	c.loop = newLoop("devices", c.Logger)
 	go watch(ctx, c.Store.Devices(), c.Resync, c.loop.Enqueue, nil)
-	c.loop.run(ctx, 2, c.reconcile)
+	// Reconciles wait on the store (a round trip each with Kubernetes):
+	// several run at once.
+	c.loop.run(ctx, 8, c.reconcile)
 	return nil
 }
 
@@ -75,13 +81,19 @@ func (c *Devices) reconcile(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
+	if !c.placedHere(dev) {
+		// Another gateway runs this device: whatever of it runs here goes.
+		c.stopBoards(ctx, name, "")
+		c.Gateway.UnregisterBoard(name)
+		return nil
+	}
 	board, boardErr := c.syncBoard(ctx, dev)
 	st := dev.Status.DeepCopy()
 	st.ObservedGeneration = dev.Generation
 	st.Board = board
+	st.Gateway = c.GatewayName
 	if s, ok := c.Gateway.Session(name); ok {
 		st.Phase = v1alpha1.DeviceOnline
-		st.Gateway = c.GatewayName
 		// While a device is online its last-seen time moves with every
 		// heartbeat; store it coarsely so that heartbeats do not turn into
 		// a write each.
@@ -118,11 +130,33 @@ func (c *Devices) reconcile(ctx context.Context, name string) error {
 	if equality.Semantic.DeepEqual(st, &dev.Status) {
 		return boardErr
 	}
+	was := dev.Status.Phase
 	dev.Status = *st
 	if _, err := c.Store.Devices().UpdateStatus(ctx, dev); err != nil {
 		return err
 	}
+	switch {
+	case st.Phase == v1alpha1.DeviceOnline && was != v1alpha1.DeviceOnline:
+		record(c.Recorder, dev, EventNormal, "Online", "session on gateway %s", c.GatewayName)
+	case st.Phase == v1alpha1.DeviceOffline && was == v1alpha1.DeviceOnline:
+		record(c.Recorder, dev, EventWarning, "Offline", "the device's session on gateway %s ended", c.GatewayName)
+	}
 	return boardErr
+}
+
+// placedHere reports whether this daemon runs dev (see Placement): it is
+// placed here, or unplaced and asks for this gateway (or for none, and
+// this daemon leads), or it is a device of its own that dialled this
+// gateway.
+func (c *Devices) placedHere(dev *v1alpha1.Device) bool {
+	switch owner, asked := dev.Status.Gateway, dev.Spec.Gateway; {
+	case owner == c.GatewayName:
+		return true
+	case owner == "" && (asked == c.GatewayName || asked == "" && (c.Leading == nil || c.Leading())):
+		return true
+	}
+	_, online := c.Gateway.Session(dev.Name)
+	return online && dev.Spec.Emulation == nil
 }
 
 func setReady(st *v1alpha1.DeviceStatus, boardErr error) {

@@ -13,22 +13,28 @@ import (
 	"wasmbed.io/wasmbed/gateway"
 )
 
+// DefaultHeartbeat is how often a gateway heartbeats its Gateway resource.
+const DefaultHeartbeat = 10 * time.Second
+
 // Gateways keeps this daemon's Gateway resource registered and its status
-// fresh, and marks gateways whose heartbeat stopped as offline.
+// fresh. (Placement, on the leader, marks silent gateways offline.)
 type Gateways struct {
 	Store    store.Store
 	Gateway  *gateway.Gateway
-	Name     string        // this daemon's Gateway resource
-	Endpoint string        // host:port devices dial
-	Interval time.Duration // heartbeat; default 10s; a gateway silent for 3 intervals is offline
-	Logger   *slog.Logger
+	Name     string // this daemon's Gateway resource
+	Endpoint string // host:port devices dial
+	// APIEndpoint is the host:port of this daemon's API, for the other
+	// daemons of a cluster.
+	APIEndpoint string
+	Interval    time.Duration // heartbeat; DefaultHeartbeat
+	Logger      *slog.Logger
 }
 
 // Run registers the gateway and heartbeats until ctx ends, then marks it
 // offline.
 func (c *Gateways) Run(ctx context.Context) error {
 	if c.Interval <= 0 {
-		c.Interval = 10 * time.Second
+		c.Interval = DefaultHeartbeat
 	}
 	log := c.Logger.With("controller", "gateways")
 	t := time.NewTicker(c.Interval)
@@ -36,9 +42,6 @@ func (c *Gateways) Run(ctx context.Context) error {
 	for {
 		if err := c.heartbeat(ctx, true); err != nil && ctx.Err() == nil {
 			log.Info("gateway heartbeat", "err", err)
-		}
-		if err := c.expire(ctx); err != nil && ctx.Err() == nil {
-			log.Info("gateway expiry", "err", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -56,14 +59,14 @@ func (c *Gateways) heartbeat(ctx context.Context, online bool) error {
 	if errors.Is(err, store.ErrNotFound) {
 		gw, err = res.Create(ctx, &v1alpha1.Gateway{
 			ObjectMeta: metav1.ObjectMeta{Name: c.Name},
-			Spec:       v1alpha1.GatewaySpec{Endpoint: c.Endpoint},
+			Spec:       v1alpha1.GatewaySpec{Endpoint: c.Endpoint, APIEndpoint: c.APIEndpoint},
 		})
 	}
 	if err != nil {
 		return err
 	}
-	if gw.Spec.Endpoint != c.Endpoint {
-		gw.Spec.Endpoint = c.Endpoint
+	if gw.Spec.Endpoint != c.Endpoint || gw.Spec.APIEndpoint != c.APIEndpoint {
+		gw.Spec.Endpoint, gw.Spec.APIEndpoint = c.Endpoint, c.APIEndpoint
 		if gw, err = res.Update(ctx, gw); err != nil {
 			return err
 		}
@@ -76,25 +79,4 @@ func (c *Gateways) heartbeat(ctx context.Context, online bool) error {
 	}
 	_, err = res.UpdateStatus(ctx, gw)
 	return err
-}
-
-// expire marks other gateways offline when their heartbeat is older than
-// three intervals.
-func (c *Gateways) expire(ctx context.Context) error {
-	gws, err := c.Store.Gateways().List(ctx)
-	if err != nil {
-		return err
-	}
-	for _, gw := range gws {
-		if gw.Name == c.Name || !gw.Status.Online {
-			continue
-		}
-		if gw.Status.LastHeartbeat == nil || time.Since(gw.Status.LastHeartbeat.Time) > 3*c.Interval {
-			gw.Status.Online = false
-			if _, err := c.Store.Gateways().UpdateStatus(ctx, gw); err != nil && !errors.Is(err, store.ErrConflict) {
-				return err
-			}
-		}
-	}
-	return nil
 }

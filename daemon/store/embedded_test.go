@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -34,7 +33,7 @@ func openTest(tb testing.TB) *Embedded {
 	return s
 }
 
-// kindCase is what the generic tests need to know about one kind: how to
+// kindCase is what the embedded store's own tests need to know about one kind: how to
 // make an object and read or change one spec and one status field.
 type kindCase[T Object] struct {
 	kind      string
@@ -96,12 +95,6 @@ var gatewayCase = kindCase[*v1alpha1.Gateway]{
 	status:    func(g *v1alpha1.Gateway) int32 { return g.Status.ConnectedDevices },
 }
 
-func TestResourceLifecycle(t *testing.T) {
-	t.Run("device", func(t *testing.T) { testLifecycle(t, deviceCase) })
-	t.Run("application", func(t *testing.T) { testLifecycle(t, applicationCase) })
-	t.Run("gateway", func(t *testing.T) { testLifecycle(t, gatewayCase) })
-}
-
 var uuidPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
 
 // rv parses a resourceVersion.
@@ -112,215 +105,6 @@ func rv(tb testing.TB, obj Object) uint64 {
 		tb.Fatalf("%s: resourceVersion %q: %v", obj.GetName(), obj.GetResourceVersion(), err)
 	}
 	return n
-}
-
-func testLifecycle[T Object](t *testing.T, c kindCase[T]) {
-	ctx := t.Context()
-	s := openTest(t)
-	res := c.res(s)
-	var lastRV uint64
-	// bump checks that obj took the next store revision.
-	bump := func(op string, obj T) {
-		t.Helper()
-		if got := rv(t, obj); got != lastRV+1 {
-			t.Fatalf("%s: resourceVersion %d, want %d", op, got, lastRV+1)
-		}
-		lastRV++
-	}
-
-	// Create fills in server-set fields and drops the status.
-	in := c.newObj("a-1")
-	c.setSpec(in, "s1")
-	c.setStatus(in, 7)
-	in.SetLabels(map[string]string{"k": "v"})
-	in.SetResourceVersion("999")
-	in.SetUID("bogus")
-	in.SetGeneration(5)
-	created, err := res.Create(ctx, in)
-	if err != nil {
-		t.Fatalf("Create: %v", err)
-	}
-	bump("Create", created)
-	if uid := string(created.GetUID()); !uuidPattern.MatchString(uid) {
-		t.Errorf("Create: uid %q, want a random UUID", uid)
-	}
-	if g := created.GetGeneration(); g != 1 {
-		t.Errorf("Create: generation %d, want 1", g)
-	}
-	if ts := created.GetCreationTimestamp(); ts.IsZero() {
-		t.Error("Create: creationTimestamp not set")
-	}
-	gvk := created.GetObjectKind().GroupVersionKind()
-	if gvk.GroupVersion().String() != "wasmbed.io/v1alpha1" || gvk.Kind != c.kind {
-		t.Errorf("Create: TypeMeta %v, want wasmbed.io/v1alpha1 %s", gvk, c.kind)
-	}
-	if got := c.status(created); got != 0 {
-		t.Errorf("Create: status field = %d, want 0 (status ignored)", got)
-	}
-	if got := c.spec(created); got != "s1" {
-		t.Errorf("Create: spec field = %q, want s1", got)
-	}
-	if in.GetResourceVersion() != "999" || c.status(in) != 7 {
-		t.Error("Create changed the caller's object")
-	}
-
-	// Get returns the same object, as a copy.
-	got, err := res.Get(ctx, "a-1")
-	if err != nil {
-		t.Fatalf("Get: %v", err)
-	}
-	if !reflect.DeepEqual(got, created) {
-		t.Errorf("Get = %+v, want %+v", got, created)
-	}
-	got.SetLabels(map[string]string{"changed": "yes"})
-	if again, _ := res.Get(ctx, "a-1"); !reflect.DeepEqual(again.GetLabels(), map[string]string{"k": "v"}) {
-		t.Errorf("changing a returned object changed the store: labels %v", again.GetLabels())
-	}
-
-	// List is sorted by name.
-	for _, name := range []string{"c-3", "b-2"} {
-		obj, err := res.Create(ctx, c.newObj(name))
-		if err != nil {
-			t.Fatalf("Create(%s): %v", name, err)
-		}
-		bump("Create", obj)
-	}
-	list, err := res.List(ctx)
-	if err != nil {
-		t.Fatalf("List: %v", err)
-	}
-	if names := objectNames(list); !slices.Equal(names, []string{"a-1", "b-2", "c-3"}) {
-		t.Errorf("List names = %v, want [a-1 b-2 c-3]", names)
-	}
-
-	// Update replaces spec and labels, ignores status, bumps generation.
-	cur := created
-	c.setSpec(cur, "s2")
-	c.setStatus(cur, 99)
-	cur.SetLabels(map[string]string{"k": "w"})
-	updated, err := res.Update(ctx, cur)
-	if err != nil {
-		t.Fatalf("Update: %v", err)
-	}
-	bump("Update", updated)
-	createdAt, updatedAt := created.GetCreationTimestamp(), updated.GetCreationTimestamp()
-	if c.spec(updated) != "s2" || c.status(updated) != 0 || updated.GetGeneration() != 2 ||
-		updated.GetLabels()["k"] != "w" || updated.GetUID() != created.GetUID() || !updatedAt.Equal(&createdAt) {
-		t.Errorf("Update = spec %q status %d generation %d labels %v uid %s, want s2 0 2 map[k:w] %s",
-			c.spec(updated), c.status(updated), updated.GetGeneration(), updated.GetLabels(), updated.GetUID(), created.GetUID())
-	}
-
-	// A metadata-only update keeps the generation.
-	updated.SetAnnotations(map[string]string{"note": "x"})
-	updated, err = res.Update(ctx, updated)
-	if err != nil {
-		t.Fatalf("Update annotations: %v", err)
-	}
-	bump("Update annotations", updated)
-	if updated.GetGeneration() != 2 || updated.GetAnnotations()["note"] != "x" {
-		t.Errorf("Update annotations: generation %d annotations %v, want 2 map[note:x]", updated.GetGeneration(), updated.GetAnnotations())
-	}
-
-	// UpdateStatus replaces the status only.
-	stale := updated.DeepCopyObject().(T)
-	c.setStatus(updated, 5)
-	c.setSpec(updated, "ignored")
-	updated.SetLabels(nil)
-	withStatus, err := res.UpdateStatus(ctx, updated)
-	if err != nil {
-		t.Fatalf("UpdateStatus: %v", err)
-	}
-	bump("UpdateStatus", withStatus)
-	if c.status(withStatus) != 5 || c.spec(withStatus) != "s2" || withStatus.GetGeneration() != 2 || withStatus.GetLabels()["k"] != "w" {
-		t.Errorf("UpdateStatus = status %d spec %q generation %d labels %v, want 5 s2 2 map[k:w]",
-			c.status(withStatus), c.spec(withStatus), withStatus.GetGeneration(), withStatus.GetLabels())
-	}
-
-	// Update keeps the stored status.
-	c.setStatus(withStatus, 0)
-	c.setSpec(withStatus, "s3")
-	kept, err := res.Update(ctx, withStatus)
-	if err != nil {
-		t.Fatalf("Update after UpdateStatus: %v", err)
-	}
-	bump("Update after UpdateStatus", kept)
-	if c.status(kept) != 5 || kept.GetGeneration() != 3 {
-		t.Errorf("Update after UpdateStatus = status %d generation %d, want 5 3", c.status(kept), kept.GetGeneration())
-	}
-
-	// A stale or missing resourceVersion is a conflict and changes nothing.
-	noRV := kept.DeepCopyObject().(T)
-	noRV.SetResourceVersion("")
-	for _, tc := range []struct {
-		name string
-		obj  T
-	}{
-		{"stale", stale},
-		{"empty", noRV},
-	} {
-		t.Run("conflict/"+tc.name, func(t *testing.T) {
-			c.setSpec(tc.obj, "never")
-			c.setStatus(tc.obj, 42)
-			if _, err := res.Update(ctx, tc.obj); !errors.Is(err, ErrConflict) {
-				t.Errorf("Update(%s resourceVersion) error = %v, want ErrConflict", tc.name, err)
-			}
-			if _, err := res.UpdateStatus(ctx, tc.obj); !errors.Is(err, ErrConflict) {
-				t.Errorf("UpdateStatus(%s resourceVersion) error = %v, want ErrConflict", tc.name, err)
-			}
-			now, err := res.Get(ctx, "a-1")
-			if err != nil {
-				t.Fatalf("Get: %v", err)
-			}
-			if !reflect.DeepEqual(now, kept) {
-				t.Errorf("after a conflict Get = %+v, want %+v", now, kept)
-			}
-		})
-	}
-	wantConflict := fmt.Sprintf("%s %q: %v", c.noun, "a-1", ErrConflict)
-	if _, err := res.Update(ctx, stale); err == nil || err.Error() != wantConflict {
-		t.Errorf("Update(stale) error = %v, want %q", err, wantConflict)
-	}
-
-	// Errors name the kind and the object.
-	if _, err := res.Create(ctx, c.newObj("a-1")); !errors.Is(err, ErrAlreadyExists) || err.Error() != c.noun+` "a-1": already exists` {
-		t.Errorf("Create(duplicate) error = %v, want %s %q: already exists", err, c.noun, "a-1")
-	}
-	if _, err := res.Get(ctx, "nope"); !errors.Is(err, ErrNotFound) || err.Error() != c.noun+` "nope": not found` {
-		t.Errorf("Get(nope) error = %v, want %s %q: not found", err, c.noun, "nope")
-	}
-	missing := c.newObj("nope")
-	missing.SetResourceVersion("1")
-	if _, err := res.Update(ctx, missing); !errors.Is(err, ErrNotFound) {
-		t.Errorf("Update(nope) error = %v, want ErrNotFound", err)
-	}
-	if _, err := res.UpdateStatus(ctx, missing); !errors.Is(err, ErrNotFound) {
-		t.Errorf("UpdateStatus(nope) error = %v, want ErrNotFound", err)
-	}
-
-	// Delete removes, once.
-	if err := res.Delete(ctx, "a-1"); err != nil {
-		t.Fatalf("Delete: %v", err)
-	}
-	lastRV++
-	if _, err := res.Get(ctx, "a-1"); !errors.Is(err, ErrNotFound) {
-		t.Errorf("Get after Delete error = %v, want ErrNotFound", err)
-	}
-	if err := res.Delete(ctx, "a-1"); !errors.Is(err, ErrNotFound) {
-		t.Errorf("second Delete error = %v, want ErrNotFound", err)
-	}
-	list, err = res.List(ctx)
-	if err != nil {
-		t.Fatalf("List: %v", err)
-	}
-	if names := objectNames(list); !slices.Equal(names, []string{"b-2", "c-3"}) {
-		t.Errorf("List after Delete = %v, want [b-2 c-3]", names)
-	}
-	// Failed writes took no revision.
-	obj, err := res.Create(ctx, c.newObj("d-4"))
-	if err != nil {
-		t.Fatalf("Create: %v", err)
-	}
-	bump("Create after Delete", obj)
 }
 
 func objectNames[T Object](objs []T) []string {
@@ -348,31 +132,6 @@ func TestRevisionIsStoreWide(t *testing.T) {
 	}
 	if got := []uint64{rv(t, d), rv(t, g), rv(t, a)}; !slices.Equal(got, []uint64{1, 2, 3}) {
 		t.Errorf("resourceVersions across kinds = %v, want [1 2 3]", got)
-	}
-}
-
-func TestCreateInvalidName(t *testing.T) {
-	ctx := t.Context()
-	s := openTest(t)
-	for _, name := range []string{"", "Dev-1", "dev_1", "-dev", "dev-", "../x", "a/b", "dév", strings.Repeat("a", 64)} {
-		t.Run(fmt.Sprintf("%q", name), func(t *testing.T) {
-			_, err := s.Devices().Create(ctx, deviceCase.newObj(name))
-			if !errors.Is(err, ErrInvalidName) {
-				t.Fatalf("Devices().Create(%q) error = %v, want ErrInvalidName", name, err)
-			}
-			if want := fmt.Sprintf("device %q: invalid name: ", name); !strings.HasPrefix(err.Error(), want) {
-				t.Errorf("Devices().Create(%q) error = %q, want prefix %q", name, err, want)
-			}
-			if _, err := s.Gateways().Create(ctx, gatewayCase.newObj(name)); !errors.Is(err, ErrInvalidName) {
-				t.Errorf("Gateways().Create(%q) error = %v, want ErrInvalidName", name, err)
-			}
-		})
-	}
-	if list, err := s.Devices().List(ctx); err != nil || len(list) != 0 {
-		t.Errorf("List after invalid creates = %v, %v, want empty", objectNames(list), err)
-	}
-	if _, err := s.Devices().Create(ctx, deviceCase.newObj(strings.Repeat("a", 63))); err != nil {
-		t.Errorf("Create(63-character name): %v", err)
 	}
 }
 
@@ -414,93 +173,6 @@ func watcherCount[T Object](s *Embedded, r *resource[T]) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(r.watchers)
-}
-
-func TestWatchOrder(t *testing.T) {
-	ctx := t.Context()
-	s := openTest(t)
-	devs := s.Devices()
-	for _, name := range []string{"x-2", "x-1"} {
-		if _, err := devs.Create(ctx, deviceCase.newObj(name)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ch, err := devs.Watch(ctx)
-	if err != nil {
-		t.Fatalf("Watch: %v", err)
-	}
-	other, err := devs.Watch(ctx)
-	if err != nil {
-		t.Fatalf("Watch: %v", err)
-	}
-	gws, err := s.Gateways().Watch(ctx)
-	if err != nil {
-		t.Fatalf("Watch gateways: %v", err)
-	}
-
-	for _, want := range []string{"x-1", "x-2"} {
-		ev := next(t, ch)
-		if ev.Type != Added || ev.Object.Name != want {
-			t.Errorf("snapshot event = %s %s, want ADDED %s", ev.Type, ev.Object.Name, want)
-		}
-		next(t, other)
-	}
-
-	type step struct {
-		typ  EventType
-		name string
-		rv   uint64 // 0: check only that it increases
-	}
-	var want []step
-	x3, err := devs.Create(ctx, deviceCase.newObj("x-3"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want = append(want, step{Added, "x-3", rv(t, x3)})
-	x1, err := devs.Get(ctx, "x-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	x1.Spec.Board = "stm32"
-	if x1, err = devs.Update(ctx, x1); err != nil {
-		t.Fatal(err)
-	}
-	want = append(want, step{Modified, "x-1", rv(t, x1)})
-	x1.Status.Phase = v1alpha1.DeviceOnline
-	if x1, err = devs.UpdateStatus(ctx, x1); err != nil {
-		t.Fatal(err)
-	}
-	want = append(want, step{Modified, "x-1", rv(t, x1)})
-	if err := devs.Delete(ctx, "x-2"); err != nil {
-		t.Fatal(err)
-	}
-	want = append(want, step{Deleted, "x-2", rv(t, x1) + 1})
-	if _, err := s.Gateways().Create(ctx, gatewayCase.newObj("g-1")); err != nil {
-		t.Fatal(err)
-	}
-
-	for i, w := range want {
-		ev := next(t, ch)
-		if ev.Type != w.typ || ev.Object.Name != w.name || rv(t, ev.Object) != w.rv {
-			t.Errorf("event %d = %s %s rv %s, want %s %s rv %d", i, ev.Type, ev.Object.Name, ev.Object.ResourceVersion, w.typ, w.name, w.rv)
-		}
-		if ev.Object == x1 || ev.Object == x3 {
-			t.Errorf("event %d shares its object with the writer", i)
-		}
-		if o := next(t, other); o.Object == ev.Object {
-			t.Errorf("event %d: two watchers share one object", i)
-		}
-	}
-	// Events are queued before the write returns, and the last write was a
-	// gateway: the device watch has nothing more.
-	select {
-	case extra := <-ch:
-		t.Errorf("device watch got %s %s, want nothing more", extra.Type, extra.Object.Name)
-	default:
-	}
-	if ev := next(t, gws); ev.Type != Added || ev.Object.Name != "g-1" {
-		t.Errorf("gateway watch first event = %s %s, want ADDED g-1", ev.Type, ev.Object.Name)
-	}
 }
 
 func TestWatchSnapshotLargerThanBuffer(t *testing.T) {
@@ -579,50 +251,6 @@ func TestWatchSlowWatcherIsClosed(t *testing.T) {
 	}
 	if n := watcherCount(s, s.devices); n != 0 {
 		t.Errorf("%d watchers registered after the slow one was closed, want 0", n)
-	}
-}
-
-func TestWatchContextCancel(t *testing.T) {
-	s := openTest(t)
-	if _, err := s.Devices().Create(t.Context(), deviceCase.newObj("d")); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	ch, err := s.Devices().Watch(ctx)
-	if err != nil {
-		t.Fatalf("Watch: %v", err)
-	}
-	cancel()
-	drainClosed(t, ch)
-	if n := watcherCount(s, s.devices); n != 0 {
-		t.Errorf("%d watchers registered after cancel, want 0", n)
-	}
-	if _, err := s.Devices().Create(t.Context(), deviceCase.newObj("e")); err != nil {
-		t.Errorf("Create after cancelled watch: %v", err)
-	}
-	if _, err := s.Devices().Watch(ctx); !errors.Is(err, context.Canceled) {
-		t.Errorf("Watch(cancelled ctx) error = %v, want context.Canceled", err)
-	}
-}
-
-func TestCloseClosesWatches(t *testing.T) {
-	s := openTest(t)
-	ch, err := s.Applications().Watch(t.Context())
-	if err != nil {
-		t.Fatalf("Watch: %v", err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatalf("Close: %v", err)
-	}
-	drainClosed(t, ch)
-	if _, err := s.Applications().Watch(t.Context()); err == nil {
-		t.Error("Watch after Close succeeded")
-	}
-	if _, err := s.Applications().Create(t.Context(), applicationCase.newObj("a")); err == nil {
-		t.Error("Create after Close succeeded")
-	}
-	if err := s.Close(); err != nil {
-		t.Errorf("second Close: %v", err)
 	}
 }
 

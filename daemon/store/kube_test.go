@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"go.etcd.io/etcd/server/v3/embed"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	servertesting "k8s.io/apiextensions-apiserver/pkg/cmd/server/testing"
@@ -18,11 +17,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-	etcdtestserver "k8s.io/apiserver/pkg/storage/etcd3/testserver"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
 	"wasmbed.io/wasmbed/crds/v1alpha1"
+	"wasmbed.io/wasmbed/daemon/kubetest"
 )
 
 // These tests run the Kubernetes store against a real API server in the
@@ -71,6 +70,7 @@ func TestKubernetes(t *testing.T) {
 	t.Run("crd-validation", func(t *testing.T) { testKubeValidation(t, open(t)) })
 	t.Run("namespaces", func(t *testing.T) { testKubeNamespaces(t, open(t), open(t)) })
 	t.Run("watch-relist", func(t *testing.T) { testKubeWatchRelist(t, open(t)) })
+	t.Run("cached", func(t *testing.T) { testKubeCached(t, open(t)) })
 	t.Run("empty-namespace", func(t *testing.T) {
 		k, err := OpenKubernetes(cfg, "", KubeOptions{})
 		if err == nil {
@@ -85,17 +85,7 @@ func TestKubernetes(t *testing.T) {
 // cannot start here.
 func startKubeServer(t *testing.T) *rest.Config {
 	t.Helper()
-	etcdCfg := etcdtestserver.NewTestConfig(t)
-	e, err := embed.StartEtcd(etcdCfg)
-	if err != nil {
-		t.Skipf("embedded etcd cannot start here: %v", err)
-	}
-	t.Cleanup(e.Close)
-	select {
-	case <-e.Server.ReadyNotify():
-	case <-time.After(60 * time.Second):
-		t.Skip("embedded etcd not ready after 60s")
-	}
+	etcdURL := kubetest.StartEtcd(t)
 
 	// The server wants a kubeconfig for delegated authentication and
 	// authorization even when told to skip the lookups; this one points
@@ -118,7 +108,7 @@ users:
 		t.Fatal(err)
 	}
 	srv, err := servertesting.StartTestServer(t, nil, []string{
-		"--etcd-servers", etcdCfg.ListenClientUrls[0].String(),
+		"--etcd-servers", etcdURL,
 		"--etcd-prefix", "/wasmbed-test",
 		"--authentication-skip-lookup",
 		"--authentication-kubeconfig", kubeconfig,
@@ -133,73 +123,6 @@ users:
 	}
 	t.Cleanup(srv.TearDownFn)
 	return srv.ClientConfig
-}
-
-// installCRDs creates the CRDs in ../../crds and waits until each is
-// established and its resource is served.
-func installCRDs(t *testing.T, cfg *rest.Config) {
-	t.Helper()
-	ctx := t.Context()
-	cs, err := apiextensionsclient.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	files, err := filepath.Glob(filepath.Join("..", "..", "crds", "*.yaml"))
-	if err != nil || len(files) != 3 {
-		t.Fatalf("CRD files = %v, %v; want 3", files, err)
-	}
-	for _, file := range files {
-		data, err := os.ReadFile(file)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var crd apiextensionsv1.CustomResourceDefinition
-		if err := yaml.UnmarshalStrict(data, &crd); err != nil {
-			t.Fatalf("decode %s: %v", file, err)
-		}
-		if _, err := cs.ApiextensionsV1().CustomResourceDefinitions().Create(ctx, &crd, metav1.CreateOptions{}); err != nil {
-			t.Fatalf("create CRD %s: %v", crd.Name, err)
-		}
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for _, plural := range []string{"devices", "applications", "gateways"} {
-		name := plural + "." + v1alpha1.Group
-		for {
-			crd, err := cs.ApiextensionsV1().CustomResourceDefinitions().Get(ctx, name, metav1.GetOptions{})
-			if err != nil {
-				t.Fatalf("get CRD %s: %v", name, err)
-			}
-			if established(crd) {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("CRD %s not established after 30s: %+v", name, crd.Status.Conditions)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
-	// Established can come a moment before the handlers serve the
-	// resources; OpenKubernetes checks that they do.
-	for {
-		k, err := OpenKubernetes(cfg, "default", KubeOptions{Modules: openTest(t).Modules()})
-		if err == nil {
-			k.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("custom resources not served after 30s: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func established(crd *apiextensionsv1.CustomResourceDefinition) bool {
-	for _, c := range crd.Status.Conditions {
-		if c.Type == apiextensionsv1.Established && c.Status == apiextensionsv1.ConditionTrue {
-			return true
-		}
-	}
-	return false
 }
 
 // testKubeValidation checks that the CRD schema is enforced: a Device
@@ -372,4 +295,152 @@ func TestModuleConfigMapName(t *testing.T) {
 	if len(name) > 63 || len(sum[:moduleLabelHexLen]) > 63 {
 		t.Errorf("name %q or label value too long for Kubernetes", name)
 	}
+}
+
+// testKubeCached: the informer-backed view reads what the store wrote
+// once its watch has carried it, sends a watch replay and the changes in
+// order, hands out copies, and a write from a stale read conflicts.
+func testKubeCached(t *testing.T, k *Kubernetes) {
+	ctx := t.Context()
+	dev := func(name string) *v1alpha1.Device {
+		return &v1alpha1.Device{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.DeviceSpec{Board: "mps2-an385"}}
+	}
+	if _, err := k.Devices().Create(ctx, dev("c-2")); err != nil {
+		t.Fatal(err)
+	}
+	cv, err := k.Cached(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := cv.Devices().Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := func() Event[*v1alpha1.Device] {
+		t.Helper()
+		select {
+		case e := <-w:
+			return e
+		case <-time.After(30 * time.Second):
+			t.Fatal("no watch event in 30s")
+		}
+		panic("unreachable")
+	}
+	if e := next(); e.Type != Added || e.Object.Name != "c-2" {
+		t.Fatalf("replay = %s %s, want ADDED c-2", e.Type, e.Object.Name)
+	}
+	created, err := k.Devices().Create(ctx, dev("c-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := next(); e.Type != Added || e.Object.Name != "c-1" || e.Object.ResourceVersion != created.ResourceVersion {
+		t.Fatalf("event = %s %s@%s, want ADDED c-1@%s", e.Type, e.Object.Name, e.Object.ResourceVersion, created.ResourceVersion)
+	}
+	// After its event the object reads at least that new.
+	got, err := cv.Devices().Get(ctx, "c-1")
+	if err != nil || got.ResourceVersion != created.ResourceVersion || got.Kind != v1alpha1.KindDevice {
+		t.Fatalf("cached Get = %+v, %v", got, err)
+	}
+	got.Labels = map[string]string{"mutated": "yes"}
+	if again, _ := cv.Devices().Get(ctx, "c-1"); again.Labels["mutated"] != "" {
+		t.Error("a cached Get returned the cache's own object")
+	}
+	list, err := cv.Devices().List(ctx)
+	if err != nil || len(list) != 2 || list[0].Name != "c-1" || list[1].Name != "c-2" {
+		t.Fatalf("cached List = %v, %v; want c-1, c-2", list, err)
+	}
+
+	// A write made from a stale copy conflicts, as with the store itself.
+	stale := got.DeepCopy()
+	created.Status.RTTMicros = 7
+	if _, err := k.Devices().UpdateStatus(ctx, created); err != nil {
+		t.Fatal(err)
+	}
+	if e := next(); e.Type != Modified || e.Object.Status.RTTMicros != 7 {
+		t.Fatalf("event = %s rtt %d, want MODIFIED rtt 7", e.Type, e.Object.Status.RTTMicros)
+	}
+	stale.Status.RTTMicros = 9
+	if _, err := cv.Devices().UpdateStatus(ctx, stale); !errors.Is(err, ErrConflict) {
+		t.Errorf("UpdateStatus from a stale read = %v, want ErrConflict", err)
+	}
+
+	if err := k.Devices().Delete(ctx, "c-2"); err != nil {
+		t.Fatal(err)
+	}
+	if e := next(); e.Type != Deleted || e.Object.Name != "c-2" {
+		t.Fatalf("event = %s %s, want DELETED c-2", e.Type, e.Object.Name)
+	}
+	if _, err := cv.Devices().Get(ctx, "c-2"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("cached Get after delete = %v, want ErrNotFound", err)
+	}
+	if _, err := cv.Devices().Get(ctx, "Bad/Name"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("cached Get of an invalid name = %v, want ErrNotFound", err)
+	}
+}
+
+// installCRDs creates the CRDs in ../../crds and waits until each is
+// established and its resource is served.
+func installCRDs(t *testing.T, cfg *rest.Config) {
+	t.Helper()
+	ctx := t.Context()
+	cs, err := apiextensionsclient.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := filepath.Glob(filepath.Join("..", "..", "crds", "wasmbed.io_*.yaml"))
+	if err != nil || len(files) != 3 {
+		t.Fatalf("CRD files = %v, %v; want 3", files, err)
+	}
+	for _, file := range files {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var crd apiextensionsv1.CustomResourceDefinition
+		if err := yaml.UnmarshalStrict(data, &crd); err != nil {
+			t.Fatalf("decode %s: %v", file, err)
+		}
+		if _, err := cs.ApiextensionsV1().CustomResourceDefinitions().Create(ctx, &crd, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("create CRD %s: %v", crd.Name, err)
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for _, plural := range []string{"devices", "applications", "gateways"} {
+		name := plural + "." + v1alpha1.Group
+		for {
+			crd, err := cs.ApiextensionsV1().CustomResourceDefinitions().Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				t.Fatalf("get CRD %s: %v", name, err)
+			}
+			if established(crd) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("CRD %s not established after 30s: %+v", name, crd.Status.Conditions)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	// Established can come a moment before the handlers serve the
+	// resources; OpenKubernetes checks that they do.
+	for {
+		k, err := OpenKubernetes(cfg, "default", KubeOptions{Modules: openTest(t).Modules()})
+		if err == nil {
+			k.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("custom resources not served after 30s: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func established(crd *apiextensionsv1.CustomResourceDefinition) bool {
+	for _, c := range crd.Status.Conditions {
+		if c.Type == apiextensionsv1.Established && c.Status == apiextensionsv1.ConditionTrue {
+			return true
+		}
+	}
+	return false
 }

@@ -80,6 +80,12 @@ type Options struct {
 	// DeviceCertTTL is the validity of device certificates; 0 means
 	// DefaultDeviceCertTTL. Negative values are rejected by Open.
 	DeviceCertTTL time.Duration
+	// CADir, when set, holds the CA (ca.crt and ca.key) apart from the
+	// state, read-only: a Kubernetes Secret mounted into every daemon of a
+	// cluster, so that all of them issue and accept the same device
+	// certificates. Open never creates a CA there; tokens, issued
+	// certificates and revocations stay in dir, one state per daemon.
+	CADir string
 }
 
 // Authority is the Wasmbed certificate authority backed by a directory.
@@ -128,6 +134,9 @@ func Open(dir string, opt Options) (*Authority, error) {
 	}
 	removeStaleTemps(dir)
 
+	if opt.CADir != "" {
+		return a.openExternal(opt.CADir)
+	}
 	certPath, keyPath := a.path(caCertFile), a.path(caKeyFile)
 	certExists, err := fileExists(certPath)
 	if err != nil {
@@ -171,6 +180,28 @@ func Open(dir string, opt Options) (*Authority, error) {
 		return nil, fmt.Errorf("open pki: %s exists but %s is missing", keyPath, certPath)
 	}
 	a.st = st
+	a.pool = x509.NewCertPool()
+	a.pool.AddCert(a.ca)
+	return a, nil
+}
+
+// openExternal loads the CA from caDir and the state from a.dir, starting
+// an empty state on first use.
+func (a *Authority) openExternal(caDir string) (*Authority, error) {
+	if err := a.loadCA(filepath.Join(caDir, caCertFile), filepath.Join(caDir, caKeyFile)); err != nil {
+		return nil, fmt.Errorf("open pki: %w", err)
+	}
+	st, exists, err := loadState(a.path(stateFile))
+	if err != nil {
+		return nil, fmt.Errorf("open pki: %w", err)
+	}
+	a.st = st
+	if !exists {
+		a.st = newState()
+		if err := a.saveLocked(); err != nil {
+			return nil, fmt.Errorf("open pki: %w", err)
+		}
+	}
 	a.pool = x509.NewCertPool()
 	a.pool.AddCert(a.ca)
 	return a, nil

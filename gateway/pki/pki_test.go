@@ -1140,3 +1140,46 @@ func TestEnrolled(t *testing.T) {
 		t.Fatal("Enrolled after revocation")
 	}
 }
+
+// TestOpenExternalCA: daemons that share a CA (a mounted Secret) issue and
+// accept each other's certificates, each with a state of its own, and the
+// CA directory is only read.
+func TestOpenExternalCA(t *testing.T) {
+	caDir := filepath.Join(t.TempDir(), "ca")
+	open(t, caDir, pki.Options{}) // makes ca.crt and ca.key
+	if err := os.Remove(filepath.Join(caDir, "state.json")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(caDir, 0o500); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Chmod(caDir, 0o700) })
+
+	aDir := filepath.Join(t.TempDir(), "a")
+	a := open(t, aDir, pki.Options{CADir: caDir})
+	b := open(t, filepath.Join(t.TempDir(), "b"), pki.Options{CADir: caDir})
+	if !a.CACert().Equal(b.CACert()) {
+		t.Fatal("two authorities on one CA directory have different CAs")
+	}
+	certPEM, _, err := a.ProvisionDevice("dev-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := verifyClient(b, parseCertPEM(t, certPEM), time.Now()); err != nil {
+		t.Errorf("b refuses a's certificate: %v", err)
+	}
+	if entries, _ := os.ReadDir(caDir); len(entries) != 2 {
+		t.Errorf("CA directory holds %d files, want ca.crt and ca.key only", len(entries))
+	}
+	// Reopening keeps the state: the device issued before is enrolled.
+	if !open(t, aDir, pki.Options{CADir: caDir}).Enrolled("dev-1") {
+		t.Error("reopened authority forgot dev-1")
+	}
+	if b.Enrolled("dev-1") {
+		t.Error("b's state holds a's device")
+	}
+
+	if _, err := pki.Open(filepath.Join(t.TempDir(), "c"), pki.Options{CADir: t.TempDir()}); err == nil {
+		t.Error("Open with an empty CA directory succeeded")
+	}
+}

@@ -11,16 +11,30 @@ PKGS      := ./...
 
 include deploy/image.mk
 
+# The Kubernetes integration tests run a real kube-apiserver built from the
+# module proxy (deploy/kube-testenv). A cold build takes minutes, so the binary
+# is kept outside the repository, keyed by version, and reused.
+KUBE_VERSION ?= v1.37.2
+KUBE_BIN_DIR ?= $(HOME)/.cache/wasmbed/kube-$(KUBE_VERSION)
+export WASMBED_KUBE_APISERVER ?= $(KUBE_BIN_DIR)/kube-apiserver
+
 CONTROLLER_GEN ?= $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.23.0
 
-.PHONY: help build test vet fmt-check run bench bench-daemon fuzz apps generate clean
+.PHONY: help build firmware test test-k8s kube-apiserver vet fmt-check run bench bench-daemon fuzz apps generate clean
 
 help: ## list targets
-	@grep -hE '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
 
-build: ## build every binary into bin/
+build: ## build every binary into bin/ (and the MCU firmware, when the Arm compiler is there)
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/ ./cmd/...
+	@if command -v arm-none-eabi-gcc >/dev/null; then $(MAKE) --no-print-directory firmware; \
+	else echo "no arm-none-eabi-gcc: qemu boards need make firmware (apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi)"; fi
+
+firmware: ## build the MCU firmware (firmware/mcu) into bin/wasmbed-mcu.elf
+	@mkdir -p $(BIN)
+	$(MAKE) --no-print-directory -C firmware/mcu BUILD=$(abspath $(BIN))/mcu
+	cp $(BIN)/mcu/wasmbed-mcu.elf $(BIN)/wasmbed-mcu.elf
 
 fmt-check: ## fail when any Go file is not gofmt-formatted
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -29,10 +43,24 @@ fmt-check: ## fail when any Go file is not gofmt-formatted
 vet: ## go vet over everything
 	$(GO) vet $(PKGS)
 
-test: fmt-check vet ## formatting, vet and every test under the race detector
+test: fmt-check vet firmware ## formatting, vet, the firmware build and every test under the race detector
 	$(GO) test -race -count=1 $(PKGS)
 
-run: build ## run the system: daemon + 3 emulated devices + sample app; in a terminal, with the console on it
+test-k8s: kube-apiserver ## the Kubernetes integration tests against a real kube-apiserver
+	$(GO) test -race -count=1 -run 'Kube|Manifests' ./daemon/...
+
+kube-apiserver: $(WASMBED_KUBE_APISERVER) ## build (once) the kube-apiserver the Kubernetes tests run
+
+$(WASMBED_KUBE_APISERVER):
+	@mkdir -p $(dir $@)
+	cd deploy/kube-testenv && $(GO) build -trimpath -o $@.tmp \
+	  -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION) \
+	    -X k8s.io/component-base/version.gitMajor=$(word 2,$(subst ., ,$(subst v,v ,$(KUBE_VERSION)))) \
+	    -X k8s.io/component-base/version.gitMinor=$(word 2,$(subst ., ,$(KUBE_VERSION)))" \
+	  k8s.io/kubernetes/cmd/kube-apiserver
+	mv $@.tmp $@
+
+run: build ## run the system: daemon, emulated devices (and a QEMU microcontroller), sample app; in a terminal, with the console
 	@mkdir -p $(DATA)
 	@if [ -t 0 ] && [ -t 1 ]; then \
 	  echo "starting wasmbedd (logs in $(DATA)/wasmbedd.log); quitting the console (q) stops it"; \

@@ -101,3 +101,24 @@ func (spec Spec) validate() error {
 	}
 	return nil
 }
+
+// awaitStopped waits until done is closed (a board being stopped is gone)
+// or ctx ends.
+func awaitStopped(ctx context.Context, device string, done <-chan struct{}) error {
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("stop board %s: %w", device, ctx.Err())
+	}
+}
+
+// closed reports whether ch is closed, without waiting.
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}

@@ -228,21 +228,11 @@ func (b *dockerBoard) requestStop(remove bool) {
 }
 
 func (b *dockerBoard) stopping() bool {
-	select {
-	case <-b.stopc:
-		return true
-	default:
-		return false
-	}
+	return closed(b.stopc)
 }
 
 func (b *dockerBoard) finished() bool {
-	select {
-	case <-b.done:
-		return true
-	default:
-		return false
-	}
+	return closed(b.done)
 }
 
 func (b *dockerBoard) get() Status {
@@ -716,12 +706,7 @@ func (d *Docker) Stop(ctx context.Context, device string) error {
 		return nil
 	}
 	b.requestStop(true)
-	select {
-	case <-b.done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("stop board %s: %w", device, ctx.Err())
-	}
+	return awaitStopped(ctx, device, b.done)
 }
 
 // Status returns the state of the board of device as the engine last

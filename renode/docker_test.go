@@ -787,7 +787,15 @@ func BenchmarkStartToOnline(b *testing.B) {
 		dockerCleanupInstance(b, cli, instance)
 		d := newTestDocker(b, cli, image, instance)
 		runTestBackend(b, d)
-		benchStartToOnline(b, d, tg)
+		benchStartToOnline(b, d, tg, "stm32f746g-disco")
+	})
+	b.Run("qemu", func(b *testing.B) {
+		q, err := NewQEMU(QEMUConfig{Firmware: buildFirmware(b), Dir: b.TempDir()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		runTestBackend(b, q)
+		benchStartToOnline(b, q, tg, "mps2-an385")
 	})
 	b.Run("sim", func(b *testing.B) {
 		s, err := NewSim(SimConfig{DeviceBinary: dockerStaticDevice(b), Dir: b.TempDir(), Logger: dockerTestLogger(b)})
@@ -795,11 +803,11 @@ func BenchmarkStartToOnline(b *testing.B) {
 			b.Fatal(err)
 		}
 		runTestBackend(b, s)
-		benchStartToOnline(b, s, tg)
+		benchStartToOnline(b, s, tg, "stm32f746g-disco")
 	})
 }
 
-func benchStartToOnline(b *testing.B, backend Backend, tg *dockerTestGateway) {
+func benchStartToOnline(b *testing.B, backend Backend, tg *dockerTestGateway, board string) {
 	ctx := context.Background()
 	prefix := "bn" + dockerRandom(3)
 	var total time.Duration
@@ -807,7 +815,7 @@ func benchStartToOnline(b *testing.B, backend Backend, tg *dockerTestGateway) {
 	for i := range b.N {
 		b.StopTimer()
 		device := fmt.Sprintf("%s-%d", prefix, i)
-		spec := tg.spec(b, device, "stm32f746g-disco")
+		spec := tg.spec(b, device, board)
 		b.StartTimer()
 		start := time.Now()
 		if err := backend.Start(ctx, spec); err != nil {

@@ -202,21 +202,11 @@ type renodeBoardRun struct {
 func (b *renodeBoardRun) requestStop() { b.stop.Do(func() { close(b.stopc) }) }
 
 func (b *renodeBoardRun) stopping() bool {
-	select {
-	case <-b.stopc:
-		return true
-	default:
-		return false
-	}
+	return closed(b.stopc)
 }
 
 func (b *renodeBoardRun) finished() bool {
-	select {
-	case <-b.done:
-		return true
-	default:
-		return false
-	}
+	return closed(b.done)
 }
 
 func (b *renodeBoardRun) set(state State, reason, id string, started time.Time) {

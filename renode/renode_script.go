@@ -58,7 +58,8 @@ var (
 // BootConfig is what a board's firmware learns from its boot config block.
 type BootConfig struct {
 	// Gateway is the IPv4 address and TCP port of the gateway's TLS
-	// listener, as the board reaches it over its emulated network.
+	// listener, as the board reaches it over its emulated network, or
+	// NoNetwork (0.0.0.0, port 0).
 	Gateway netip.AddrPort
 	// Device is the device name: a DNS label of at most BootConfigMaxName
 	// bytes.
@@ -82,9 +83,16 @@ func checkBootDevice(name string) error {
 	return nil
 }
 
+// NoNetwork is the gateway of a boot config block for a board that has no
+// network: its serial link reaches the gateway through a board link on
+// the host (the qemu backend's boards).
+var NoNetwork = netip.AddrPortFrom(netip.IPv4Unspecified(), 0)
+
 func checkBootGateway(gw netip.AddrPort) error {
 	ip := gw.Addr()
 	switch {
+	case gw == NoNetwork:
+		return nil
 	case !ip.Is4():
 		return fmt.Errorf("%w: gateway %s is not an IPv4 address", ErrBootConfig, gw)
 	case ip.IsUnspecified(), ip.IsLoopback(), ip.IsMulticast(), ip == netip.AddrFrom4([4]byte{255, 255, 255, 255}):

@@ -330,6 +330,26 @@ func TestScriptBootConfigLayout(t *testing.T) {
 	}
 }
 
+// TestBootConfigNoNetwork: a board without a network gets gateway
+// 0.0.0.0:0, and only that unspecified gateway is accepted.
+func TestBootConfigNoNetwork(t *testing.T) {
+	c := BootConfig{Gateway: NoNetwork, Device: "mcu-1"}
+	b, err := c.MarshalBinary()
+	if err != nil {
+		t.Fatalf("MarshalBinary(no network) = %v", err)
+	}
+	if !bytes.Equal(b[8:14], make([]byte, 6)) {
+		t.Errorf("gateway bytes = % x, want zeros", b[8:14])
+	}
+	if got, err := ParseBootConfig(b); err != nil || got != c {
+		t.Errorf("ParseBootConfig = %+v, %v; want %+v", got, err, c)
+	}
+	c.Gateway = netip.MustParseAddrPort("0.0.0.0:8081")
+	if _, err := c.MarshalBinary(); err == nil {
+		t.Error("0.0.0.0 with a port was accepted")
+	}
+}
+
 func TestScriptBootConfigDeviceNames(t *testing.T) {
 	gw := netip.MustParseAddrPort("192.168.100.1:8081")
 	tests := []struct {

@@ -191,21 +191,11 @@ type simBoard struct {
 func (b *simBoard) requestStop() { b.stop.Do(func() { close(b.stopc) }) }
 
 func (b *simBoard) stopping() bool {
-	select {
-	case <-b.stopc:
-		return true
-	default:
-		return false
-	}
+	return closed(b.stopc)
 }
 
 func (b *simBoard) finished() bool {
-	select {
-	case <-b.done:
-		return true
-	default:
-		return false
-	}
+	return closed(b.done)
 }
 
 func (b *simBoard) set(state State, reason string, started time.Time, id string) {
@@ -426,7 +416,7 @@ func (s *Sim) spawn(b *simBoard) (*simProcess, error) {
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
 	// A session of its own makes the pty its controlling terminal and the
 	// process the leader of its own process group (pgid = pid).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	cmd.SysProcAttr = boardProcAttr()
 	if err := cmd.Start(); err != nil {
 		master.Close()
 		return nil, fmt.Errorf("run %s: %w", s.bin, err)
@@ -607,12 +597,7 @@ func (s *Sim) Stop(ctx context.Context, device string) error {
 		return nil
 	}
 	b.requestStop()
-	select {
-	case <-b.done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("stop board %s: %w", device, ctx.Err())
-	}
+	return awaitStopped(ctx, device, b.done)
 }
 
 // Status returns the state of the board of device; ID is the pid of its

@@ -38,3 +38,16 @@ func makeRaw(f *os.File) error {
 	}
 	return nil
 }
+
+// boardProcAttr starts a sim board in a session of its own with the pty
+// as its controlling terminal, and has the kernel kill it if the daemon
+// dies without stopping it (a board must not outlive its daemon: another
+// gateway may run the device by then).
+func boardProcAttr() *syscall.SysProcAttr {
+	a := &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	setDeathSignal(a)
+	return a
+}
+
+// setDeathSignal has the kernel kill the process if the daemon dies.
+func setDeathSignal(a *syscall.SysProcAttr) { a.Pdeathsig = syscall.SIGKILL }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,7 +23,7 @@ import (
 // deviceActionKeys are the keys that change a device: in the devices
 // table and the device detail (new only in the table).
 type deviceActionKeys struct {
-	New, Token, Emulation key.Binding
+	New, Token, Emulation, Labels, Delete key.Binding
 }
 
 func newDeviceActionKeys() deviceActionKeys {
@@ -30,17 +31,35 @@ func newDeviceActionKeys() deviceActionKeys {
 		New:       key.NewBinding(key.WithKeys("n"), key.WithHelp("n", "new: create a device")),
 		Token:     key.NewBinding(key.WithKeys("t"), key.WithHelp("t", "token: enrollment token")),
 		Emulation: key.NewBinding(key.WithKeys("e"), key.WithHelp("e", "emulation: start/stop board")),
+		Labels:    key.NewBinding(key.WithKeys("l"), key.WithHelp("l", "labels: edit the labels")),
+		Delete:    newDeleteKey("device"),
 	}
 }
 
+// list is the keys that act on a device, for help.
+func (k deviceActionKeys) list() []key.Binding {
+	return []key.Binding{k.Token, k.Emulation, k.Labels, k.Delete}
+}
+
 // action returns what key s asks for on device d (nil for none of
-// these keys): a y/n question, or why it cannot be done.
+// these keys): a form, a y/n question, or why it cannot be done.
 func (k deviceActionKeys) action(sh *shared, s string, d *v1alpha1.Device) tea.Cmd {
 	switch {
 	case matches(s, k.Token):
+		return send(pushMsg{newTokenForm(sh, d.Name)})
+	case matches(s, k.Labels):
+		return send(pushMsg{newLabelsForm(sh, d)})
+	case matches(s, k.Delete):
+		c, name := sh.client, d.Name
+		q := fmt.Sprintf("delete device %s?", name)
+		if em := d.Spec.Emulation; em != nil && em.Enabled {
+			q = fmt.Sprintf("delete device %s and stop its emulated board?", name)
+		}
 		return send(confirmMsg{
-			question: fmt.Sprintf("issue an enrollment token for device %s?", d.Name),
-			yes:      tokenCmd(sh.client, d.Name),
+			question: q,
+			yes: deleteCmd("delete device "+name, func(ctx context.Context) error {
+				return c.DeleteDevice(ctx, name)
+			}),
 		})
 	case matches(s, k.Emulation):
 		em := d.Spec.Emulation
@@ -183,10 +202,121 @@ type tokenMsg struct {
 	err    error
 }
 
-func tokenCmd(c *client.Client, device string) tea.Cmd {
+// tokenCmd issues an enrollment token for device, valid for ttl (the
+// daemon's default when 0).
+func tokenCmd(c *client.Client, device string, ttl time.Duration) tea.Cmd {
 	return func() tea.Msg {
-		tok, err := withTimeout(func(ctx context.Context) (api.Token, error) { return c.CreateToken(ctx, device, 0) })
+		tok, err := withTimeout(func(ctx context.Context) (api.Token, error) { return c.CreateToken(ctx, device, ttl) })
 		return tokenMsg{device, tok, err}
+	}
+}
+
+// defaultTokenLifetime is what the token form offers: the daemon's
+// default.
+const defaultTokenLifetime = "1h"
+
+// newTokenForm is the form that issues an enrollment token for a device,
+// with the lifetime the user chooses. The daemon bounds it (seven days at
+// most) and says so when it refuses.
+func newTokenForm(sh *shared, device string) *form {
+	return newForm(sh, "Issue an enrollment token for "+device, func(f *form) (string, tea.Cmd, error) {
+		ttl, err := parseLifetime(f.field("lifetime").value())
+		if err != nil {
+			return "", nil, err
+		}
+		q := fmt.Sprintf("issue an enrollment token for device %s, valid for %s?", device, formatLifetime(ttl))
+		return q, tokenCmd(sh.client, device, ttl), nil
+	}, textField("lifetime", defaultTokenLifetime, "1h", "30m, 8h, 7d...; the daemon allows up to 7d"))
+}
+
+// parseLifetime reads a token's lifetime: a Go duration (90m, 1h30m) or
+// a number of days (7d).
+func parseLifetime(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, errors.New("lifetime is required")
+	}
+	var d time.Duration
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil {
+			return 0, fmt.Errorf("lifetime %q: want a duration such as 30m, 8h or 7d", s)
+		}
+		d = time.Duration(n) * 24 * time.Hour
+	} else {
+		var err error
+		if d, err = time.ParseDuration(s); err != nil {
+			return 0, fmt.Errorf("lifetime %q: want a duration such as 30m, 8h or 7d", s)
+		}
+	}
+	if d <= 0 {
+		return 0, fmt.Errorf("lifetime %q: must be more than 0", s)
+	}
+	return d, nil
+}
+
+// formatLifetime renders a lifetime as parseLifetime reads it, in whole
+// days when it is some: 7d, 8h, 1h30m, 45s.
+func formatLifetime(d time.Duration) string {
+	day := 24 * time.Hour
+	if d >= day && d%day == 0 {
+		return strconv.FormatInt(int64(d/day), 10) + "d"
+	}
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// newLabelsForm is the form that edits a device's labels, filled in with
+// the ones it has.
+func newLabelsForm(sh *shared, d *v1alpha1.Device) *form {
+	name := d.Name
+	current := ""
+	if len(d.Labels) > 0 {
+		current = labelString(d.Labels)
+	}
+	return newForm(sh, "Labels of device "+name, func(f *form) (string, tea.Cmd, error) {
+		labels, err := parseLabels(f.field("labels").value())
+		if err != nil {
+			return "", nil, err
+		}
+		q := fmt.Sprintf("set the labels of device %s to %s?", name, labelString(labels))
+		if len(labels) == 0 {
+			q = fmt.Sprintf("remove every label of device %s?", name)
+		}
+		return q, setLabelsCmd(sh.client, name, labels), nil
+	}, textField("labels", current, "room=lab,fleet=a", "k=v, comma separated; empty removes them all"))
+}
+
+// labelRetries bounds how often setLabelsCmd reads the device again when
+// it changed between its read and its update (its status changes with
+// every heartbeat).
+const labelRetries = 5
+
+// setLabelsCmd replaces the device's labels: it reads the device, sets
+// them and writes it back, again when the daemon answers that the device
+// changed meanwhile.
+func setLabelsCmd(c *client.Client, name string, labels map[string]string) tea.Cmd {
+	return func() tea.Msg {
+		what := "set the labels of " + name
+		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+		defer cancel()
+		var err error
+		for range labelRetries {
+			var dev *v1alpha1.Device
+			if dev, err = c.GetDevice(ctx, name); err != nil {
+				break
+			}
+			dev.Labels = labels
+			if _, err = c.UpdateDevice(ctx, dev); !errors.Is(err, &api.Error{Reason: api.ReasonConflict}) {
+				break
+			}
+		}
+		return actionDoneMsg{what: what, err: err}
 	}
 }
 

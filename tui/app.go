@@ -13,29 +13,27 @@ import (
 // row per targeted device with its state and reason. The cursor moves
 // over the devices; enter opens one.
 type appView struct {
-	sh     *shared
+	sh *shared
+	rowList[v1alpha1.DeviceRollout]
 	name   string
 	keys   appKeys
 	deploy deployKeys
 	open   key.Binding
-	nav    listKeys
 	width  int
-	height int
 	cols   []column
-	cursor int
-	offset int
 }
 
 func newAppView(sh *shared, name string) *appView {
-	return &appView{sh: sh, name: name, keys: newAppKeys(), deploy: newDeployKeys(), nav: newListKeys(),
+	return &appView{sh: sh, name: name, rowList: newRowList[v1alpha1.DeviceRollout](0), keys: newAppKeys(), deploy: newDeployKeys(),
 		open: key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "open the device"))}
 }
 
 func (v *appView) Init() tea.Cmd { return nil }
 
 func (v *appView) SetSize(w, h int) {
-	v.width, v.height = w, h
+	v.width = w
 	v.cols = layoutColumns(rolloutColumns, w)
+	v.height = h
 	v.Sync()
 }
 
@@ -54,36 +52,34 @@ func (v *appView) Update(msg tea.Msg) (view, tea.Cmd) {
 		return v, nil
 	}
 	s := km.String()
-	rows := a.Status.Devices
-	if c, moved := v.nav.move(s, v.cursor, v.page(a), len(rows)); moved {
-		v.cursor = c
-		v.Sync()
+	if v.moveBy(s) {
 		return v, nil
 	}
 	if matches(s, v.deploy.Deploy) {
 		return v, send(pushMsg{newDeployForm(v.sh, a.Name)})
 	}
-	if matches(s, v.open) && v.cursor < len(rows) {
-		return v, send(pushMsg{newDeviceView(v.sh, rows[v.cursor].Device)})
+	if r, ok := v.selected(); ok && matches(s, v.open) {
+		return v, send(pushMsg{newDeviceView(v.sh, r.Device)})
 	}
 	return v, v.keys.action(v.sh, s, a)
 }
 
-// Sync keeps the cursor on a device of the rollout and on screen.
+// Sync takes the rollout's devices from the cache, keeping the cursor on
+// the same device, and sizes the list below the head and column titles.
 func (v *appView) Sync() {
 	a := v.app()
 	if a == nil {
+		v.settle(v.rows[:0], nil)
 		return
 	}
-	n := len(a.Status.Devices)
-	v.cursor = max(0, min(v.cursor, n-1))
-	v.offset = scrollWindow(v.offset, v.cursor, v.page(a), n)
-}
-
-// page is the number of device rows below the head and column titles.
-func (v *appView) page(a *v1alpha1.Application) int {
-	head := strings.Count(renderAppHead(v.sh.styles, a, v.sh.now(), v.width), "\n")
-	return max(1, v.height-head-2)
+	// The rows are the view's own copy: the cache's objects are never
+	// written to.
+	var current string
+	if r, ok := v.selected(); ok {
+		current = r.Device
+	}
+	v.head = strings.Count(renderAppHead(v.sh.styles, a, v.sh.now(), v.width), "\n") + 2
+	v.settle(append(v.rows[:0], a.Status.Devices...), func(r v1alpha1.DeviceRollout) bool { return r.Device == current })
 }
 
 func (v *appView) View() string {
@@ -93,17 +89,14 @@ func (v *appView) View() string {
 		return padLines(st.dim.Render("  application "+v.name+" is gone"), v.width, v.height)
 	}
 	now := v.sh.now()
-	head := renderAppHead(st, a, now, v.width)
 	var b strings.Builder
-	b.WriteString(head)
+	b.WriteString(renderAppHead(st, a, now, v.width))
 	b.WriteString("\n" + fit(tableHeader(st, v.cols, "", false), v.width))
-	rows := a.Status.Devices
-	page := max(1, v.height-strings.Count(head, "\n")-2)
-	end := min(len(rows), v.offset+page)
-	for i := min(v.offset, end); i < end; i++ {
-		b.WriteString("\n" + withGutter(st, rolloutRow(st, rows[i], a.Spec.Module.Size, v.cols, now), i == v.cursor, v.width))
+	start, end := v.visible()
+	for i := start; i < end; i++ {
+		b.WriteString("\n" + withGutter(st, rolloutRow(st, v.rows[i], a.Spec.Module.Size, v.cols, now), i == v.cursor, v.width))
 	}
-	if len(rows) == 0 {
+	if len(v.rows) == 0 {
 		b.WriteString("\n" + st.dim.Render("  no device targeted yet"))
 	}
 	return padLines(b.String(), v.width, v.height)

@@ -1,9 +1,8 @@
 package tui
 
 import (
-	"cmp"
+	"context"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -62,7 +61,7 @@ func appRow(st *styles, a *v1alpha1.Application, cols []column) string {
 
 // appKeys are the actions on an application, each asked y/n first.
 type appKeys struct {
-	Pause, Stop, Rollback key.Binding
+	Pause, Stop, Rollback, Delete key.Binding
 }
 
 func newAppKeys() appKeys {
@@ -70,10 +69,11 @@ func newAppKeys() appKeys {
 		Pause:    key.NewBinding(key.WithKeys("p"), key.WithHelp("p", "pause or resume the rollout")),
 		Stop:     key.NewBinding(key.WithKeys("s"), key.WithHelp("s", "stop or start the app on every device")),
 		Rollback: key.NewBinding(key.WithKeys("b"), key.WithHelp("b", "roll back to the previous version")),
+		Delete:   newDeleteKey("application"),
 	}
 }
 
-func (k appKeys) list() []key.Binding { return []key.Binding{k.Pause, k.Stop, k.Rollback} }
+func (k appKeys) list() []key.Binding { return []key.Binding{k.Pause, k.Stop, k.Rollback, k.Delete} }
 
 // action returns the y/n question for the action key s names on a, or
 // nil when s is no action.
@@ -90,6 +90,18 @@ func (k appKeys) action(sh *shared, s string, a *v1alpha1.Application) tea.Cmd {
 		act = actStop
 	case matches(s, k.Rollback):
 		act = actRollback
+	case matches(s, k.Delete):
+		c, name := sh.client, a.Name
+		q := fmt.Sprintf("delete application %s?", name)
+		if n := a.Status.Running; n > 0 {
+			q = fmt.Sprintf("delete application %s, which runs on %d devices?", name, n)
+		}
+		return send(confirmMsg{
+			question: q,
+			yes: deleteCmd("delete application "+name, func(ctx context.Context) error {
+				return c.DeleteApplication(ctx, name)
+			}),
+		})
 	default:
 		return nil
 	}
@@ -103,69 +115,23 @@ func (k appKeys) action(sh *shared, s string, a *v1alpha1.Application) tea.Cmd {
 // appsView is the list of applications with their rollouts.
 type appsView struct {
 	sh *shared
-	rowList[*v1alpha1.Application]
+	resourceTable[*v1alpha1.Application]
 	keys   appKeys
 	deploy deployKeys
 	open   key.Binding
-	width  int
-	cols   []column
-
-	filter  filter
-	builtAt uint64
-	dirty   bool
 }
 
 func newAppsView(sh *shared) *appsView {
-	return &appsView{sh: sh, rowList: newRowList[*v1alpha1.Application](), deploy: newDeployKeys(), keys: newAppKeys(), dirty: true,
+	return &appsView{sh: sh, deploy: newDeployKeys(), keys: newAppKeys(),
+		resourceTable: newResourceTable("Applications", appColumns, sh.cache,
+			func(c *cache) map[string]*v1alpha1.Application { return c.apps }, filter.matchApp),
 		open: key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "open the application"))}
 }
 
 func (v *appsView) Init() tea.Cmd { return nil }
 
-func (v *appsView) SetSize(w, h int) {
-	v.width, v.height = w, h
-	v.cols = layoutColumns(appColumns, w)
-	v.scroll()
-}
-
-func (v *appsView) Title() string {
-	total := len(v.sh.cache.apps)
-	if v.filter.empty() {
-		return fmt.Sprintf("Applications (%d)", total)
-	}
-	return fmt.Sprintf("Applications (%d/%d) /%s", len(v.rows), total, v.filter.raw)
-}
-
 func (v *appsView) Keys() []key.Binding {
 	return append(append([]key.Binding{v.open}, v.keys.list()...), v.deploy.Deploy)
-}
-
-func (v *appsView) Filter() string { return v.filter.raw }
-
-func (v *appsView) SetFilter(s string) {
-	v.filter = parseFilter(s)
-	v.dirty = true
-	v.Sync()
-}
-
-func (v *appsView) Sync() {
-	c := v.sh.cache
-	if !v.dirty && v.builtAt == c.rev {
-		return
-	}
-	var selected string
-	if a := v.selected(); a != nil {
-		selected = a.Name
-	}
-	rows := v.rows[:0]
-	for _, a := range c.apps {
-		if v.filter.matchApp(a) {
-			rows = append(rows, a)
-		}
-	}
-	slices.SortFunc(rows, func(a, b *v1alpha1.Application) int { return cmp.Compare(a.Name, b.Name) })
-	v.builtAt, v.dirty = c.rev, false
-	v.settle(rows, func(a *v1alpha1.Application) bool { return a.Name == selected })
 }
 
 func (v *appsView) Update(msg tea.Msg) (view, tea.Cmd) {
@@ -177,15 +143,15 @@ func (v *appsView) Update(msg tea.Msg) (view, tea.Cmd) {
 	if v.moveBy(s) {
 		return v, nil
 	}
-	sel := v.selected()
+	sel, ok := v.selected()
 	if matches(s, v.deploy.Deploy) {
 		name := ""
-		if sel != nil {
+		if ok {
 			name = sel.Name
 		}
 		return v, send(pushMsg{newDeployForm(v.sh, name)})
 	}
-	if sel == nil {
+	if !ok {
 		return v, nil
 	}
 	a := v.sh.cache.apps[sel.Name]
@@ -202,8 +168,8 @@ func (v *appsView) View() string {
 	st := v.sh.styles
 	var b strings.Builder
 	b.WriteString(fit(tableHeader(st, v.cols, "", false), v.width))
-	end := min(len(v.rows), v.offset+v.page())
-	for i := v.offset; i < end; i++ {
+	start, end := v.visible()
+	for i := start; i < end; i++ {
 		b.WriteByte('\n')
 		b.WriteString(withGutter(st, appRow(st, v.rows[i], v.cols), i == v.cursor, v.width))
 	}

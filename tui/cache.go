@@ -174,9 +174,12 @@ func (c *cache) record(e api.Event) {
 	}
 	l := c.liveOf(dev)
 	l.lastSeen = e.Time
-	if e.Type == api.EventTelemetry || e.Type == api.EventResource && e.Action == "MODIFIED" {
+	if e.Type == api.EventTelemetry || e.Type == api.EventResource && e.Action == "MODIFIED" ||
+		e.Type == api.EventProgress && e.App != nil && e.App.Total > 0 {
 		// Frequent, and shown otherwise: telemetry as the last values,
-		// status changes as the device's state.
+		// status changes as the device's state, the bytes of a transfer
+		// (one event a chunk) as its app's percentage. What the device
+		// says of a deploy (verifying, failed) stays.
 		return
 	}
 	l.recent = append(l.recent, e)

@@ -79,7 +79,8 @@ type (
 	refreshMsg  struct{} // rebuild the views from the cache
 )
 
-// actionDoneMsg is the answer to an action on an application.
+// actionDoneMsg is the answer to an action: what it was, and the
+// application it changed (for actions on one) or the daemon's refusal.
 type actionDoneMsg struct {
 	what string // "pause sensor"
 	app  *v1alpha1.Application
@@ -208,6 +209,16 @@ func appActionCmd(c *client.Client, name string, act appAction) tea.Cmd {
 		defer cancel()
 		app, err := act.call(c, ctx, name)
 		return actionDoneMsg{what: act.verb + " " + name, app: app, err: err}
+	}
+}
+
+// deleteCmd deletes an object with call and reports it as what ("delete
+// device lab-3").
+func deleteCmd(what string, call func(ctx context.Context) error) tea.Cmd {
+	return func() tea.Msg {
+		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+		defer cancel()
+		return actionDoneMsg{what: what, err: call(ctx)}
 	}
 }
 

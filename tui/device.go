@@ -234,7 +234,8 @@ func (v *deviceView) SetSize(w, h int) {
 func (v *deviceView) Title() string { return "Device " + v.name }
 
 func (v *deviceView) Keys() []key.Binding {
-	return []key.Binding{v.console, v.acts.Token, v.acts.Emulation, v.vp.KeyMap.Up, v.vp.KeyMap.Down, v.vp.KeyMap.PageUp, v.vp.KeyMap.PageDown}
+	keys := append([]key.Binding{v.console}, v.acts.list()...)
+	return append(keys, v.vp.KeyMap.Up, v.vp.KeyMap.Down, v.vp.KeyMap.PageUp, v.vp.KeyMap.PageDown)
 }
 
 func (v *deviceView) Sync() {
@@ -250,11 +251,12 @@ func (v *deviceView) Update(msg tea.Msg) (view, tea.Cmd) {
 	if km, ok := msg.(tea.KeyMsg); ok && matches(km.String(), v.console) {
 		return v, send(pushMsg{newConsoleView(v.sh, v.name)})
 	}
-	if km, ok := msg.(tea.KeyMsg); ok && (matches(km.String(), v.acts.Token) || matches(km.String(), v.acts.Emulation)) {
+	if km, ok := msg.(tea.KeyMsg); ok {
 		if d := v.sh.cache.devices[v.name]; d != nil {
-			return v, v.acts.action(v.sh, km.String(), d)
+			if cmd := v.acts.action(v.sh, km.String(), d); cmd != nil {
+				return v, cmd
+			}
 		}
-		return v, nil
 	}
 	var cmd tea.Cmd
 	v.vp, cmd = v.vp.Update(msg)

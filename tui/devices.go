@@ -2,8 +2,6 @@ package tui
 
 import (
 	"cmp"
-	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -178,80 +176,27 @@ func newDevicesKeys() devicesKeys {
 // frame costs the same with ten devices or ten thousand.
 type devicesView struct {
 	sh *shared
-	rowList[*v1alpha1.Device]
-	keys  devicesKeys
-	acts  deviceActionKeys
-	width int
+	resourceTable[*v1alpha1.Device]
+	keys devicesKeys
+	acts deviceActionKeys
 
-	filter  filter
 	sortBy  string
 	reverse bool
-
-	builtAt uint64 // cache revision of rows
-	dirty   bool   // filter or order changed since
-	cols    []column
 }
 
 func newDevicesView(sh *shared) *devicesView {
-	return &devicesView{sh: sh, rowList: newRowList[*v1alpha1.Device](), keys: newDevicesKeys(), acts: newDeviceActionKeys(), sortBy: colName, dirty: true}
+	v := &devicesView{sh: sh, keys: newDevicesKeys(), acts: newDeviceActionKeys(), sortBy: colName,
+		resourceTable: newResourceTable("Devices", deviceColumns, sh.cache,
+			func(c *cache) map[string]*v1alpha1.Device { return c.devices }, filter.matchDevice)}
+	v.compare = compareDevices(v.sortBy)
+	return v
 }
 
 func (v *devicesView) Init() tea.Cmd { return nil }
 
-func (v *devicesView) SetSize(w, h int) {
-	v.width, v.height = w, h
-	v.cols = layoutColumns(deviceColumns, w)
-	v.scroll()
-}
-
-// page is the number of rows on screen, below the column titles.
-
-func (v *devicesView) Title() string {
-	total := len(v.sh.cache.devices)
-	if v.filter.empty() {
-		return fmt.Sprintf("Devices (%d)", total)
-	}
-	return fmt.Sprintf("Devices (%d/%d) /%s", len(v.rows), total, v.filter.raw)
-}
-
 func (v *devicesView) Keys() []key.Binding {
 	keys := append([]key.Binding{v.keys.Open, v.keys.Console}, v.keys.Sort...)
-	return append(keys, v.acts.New, v.acts.Token, v.acts.Emulation)
-}
-
-func (v *devicesView) Filter() string { return v.filter.raw }
-
-func (v *devicesView) SetFilter(s string) {
-	v.filter = parseFilter(s)
-	v.dirty = true
-	v.Sync()
-}
-
-// Sync rebuilds the rows when the cache, the filter or the order
-// changed, keeping the cursor on the same device.
-func (v *devicesView) Sync() {
-	c := v.sh.cache
-	if !v.dirty && v.builtAt == c.rev {
-		return
-	}
-	var selected string
-	if d := v.selected(); d != nil {
-		selected = d.Name
-	}
-	rows := v.rows[:0]
-	for _, d := range c.devices {
-		if v.filter.matchDevice(d) {
-			rows = append(rows, d)
-		}
-	}
-	compare := compareDevices(v.sortBy)
-	if v.reverse {
-		slices.SortFunc(rows, func(a, b *v1alpha1.Device) int { return compare(b, a) })
-	} else {
-		slices.SortFunc(rows, compare)
-	}
-	v.builtAt, v.dirty = c.rev, false
-	v.settle(rows, func(d *v1alpha1.Device) bool { return selected != "" && d.Name == selected })
+	return append(append(keys, v.acts.New), v.acts.list()...)
 }
 
 func (v *devicesView) Update(msg tea.Msg) (view, tea.Cmd) {
@@ -269,20 +214,25 @@ func (v *devicesView) Update(msg tea.Msg) (view, tea.Cmd) {
 		} else {
 			v.sortBy, v.reverse = col, false
 		}
-		v.dirty = true
-		v.Sync()
+		compare := compareDevices(v.sortBy)
+		v.compare = compare
+		if v.reverse {
+			v.compare = func(a, b *v1alpha1.Device) int { return compare(b, a) }
+		}
+		v.resort()
 		return v, nil
 	}
 	if matches(s, v.acts.New) {
 		return v, send(pushMsg{newDeviceForm(v.sh)})
 	}
-	d := v.selected()
-	if d == nil {
+	d, ok := v.selected()
+	if !ok {
 		return v, nil
 	}
+	if cmd := v.acts.action(v.sh, s, d); cmd != nil {
+		return v, cmd
+	}
 	switch {
-	case matches(s, v.acts.Token), matches(s, v.acts.Emulation):
-		return v, v.acts.action(v.sh, s, d)
 	case matches(s, v.keys.Open):
 		return v, send(pushMsg{newDeviceView(v.sh, d.Name)})
 	case matches(s, v.keys.Console):
@@ -296,8 +246,8 @@ func (v *devicesView) View() string {
 	var b strings.Builder
 	b.WriteString(fit(tableHeader(st, v.cols, v.sortBy, v.reverse), v.width))
 	now := v.sh.now()
-	end := min(len(v.rows), v.offset+v.page())
-	for i := v.offset; i < end; i++ {
+	start, end := v.visible()
+	for i := start; i < end; i++ {
 		b.WriteByte('\n')
 		b.WriteString(withGutter(st, deviceRow(st, v.rows[i], v.cols, now), i == v.cursor, v.width))
 	}

@@ -128,27 +128,23 @@ type eventsKeys struct {
 // eventsView is the live event stream, newest at the bottom. It follows
 // new events until the cursor moves up, and again from the bottom.
 type eventsView struct {
-	sh     *shared
-	keys   eventsKeys
-	nav    listKeys
-	width  int
-	height int
-	cols   []column
+	sh *shared
+	rowList[api.Event]
+	keys  eventsKeys
+	width int
+	cols  []column
 
 	filter    filter
 	telemetry bool // show telemetry events, which come often
 
-	rows    []api.Event
 	builtAt uint64
 	dirty   bool
-	cursor  int
-	offset  int
 	follow  bool
 }
 
 func newEventsView(sh *shared) *eventsView {
 	return &eventsView{
-		sh: sh, nav: newListKeys(), dirty: true, follow: true,
+		sh: sh, rowList: newRowList[api.Event](1), dirty: true, follow: true,
 		keys: eventsKeys{
 			Telemetry: key.NewBinding(key.WithKeys("t"), key.WithHelp("t", "telemetry: show or hide")),
 			Follow:    key.NewBinding(key.WithKeys("f"), key.WithHelp("f", "follow new events")),
@@ -159,12 +155,11 @@ func newEventsView(sh *shared) *eventsView {
 func (v *eventsView) Init() tea.Cmd { return nil }
 
 func (v *eventsView) SetSize(w, h int) {
-	v.width, v.height = w, h
+	v.width = w
 	v.cols = layoutColumns(eventColumns, w)
+	v.setHeight(h)
 	v.place()
 }
-
-func (v *eventsView) page() int { return max(0, v.height-1) }
 
 func (v *eventsView) Title() string {
 	t := fmt.Sprintf("Events (%d)", len(v.rows))
@@ -205,18 +200,16 @@ func (v *eventsView) Sync() {
 		}
 		rows = append(rows, e)
 	}
-	v.rows, v.builtAt, v.dirty = rows, c.rev, false
+	v.builtAt, v.dirty = c.rev, false
+	v.settle(rows, nil)
 	v.place()
 }
 
-// place puts the cursor on the newest event when following, and keeps it
-// on screen.
+// place puts the cursor on the newest event when following.
 func (v *eventsView) place() {
 	if v.follow {
-		v.cursor = len(v.rows) - 1
+		v.toBottom()
 	}
-	v.cursor = max(0, min(v.cursor, len(v.rows)-1))
-	v.offset = scrollWindow(v.offset, v.cursor, v.page(), len(v.rows))
 }
 
 func (v *eventsView) Update(msg tea.Msg) (view, tea.Cmd) {
@@ -225,10 +218,8 @@ func (v *eventsView) Update(msg tea.Msg) (view, tea.Cmd) {
 		return v, nil
 	}
 	s := km.String()
-	if c, moved := v.nav.move(s, v.cursor, v.page(), len(v.rows)); moved {
-		v.cursor = c
-		v.follow = c >= len(v.rows)-1
-		v.place()
+	if v.moveBy(s) {
+		v.follow = v.atBottom()
 		return v, nil
 	}
 	switch {
@@ -247,8 +238,8 @@ func (v *eventsView) View() string {
 	st := v.sh.styles
 	var b strings.Builder
 	b.WriteString(fit(tableHeader(st, v.cols, "", false), v.width))
-	end := min(len(v.rows), v.offset+v.page())
-	for i := v.offset; i < end; i++ {
+	start, end := v.visible()
+	for i := start; i < end; i++ {
 		b.WriteByte('\n')
 		b.WriteString(withGutter(st, eventRow(st, v.rows[i], v.cols), i == v.cursor && !v.follow, v.width))
 	}

@@ -2,10 +2,14 @@ package tui
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"wasmbed.io/wasmbed/crds/v1alpha1"
+	"wasmbed.io/wasmbed/daemon/api"
 )
 
 // TestFormDevice creates an emulated device with the form, issues an
@@ -42,11 +46,30 @@ func TestFormDevice(t *testing.T) {
 		t.Errorf("emulation = %+v, want sim, enabled", dev.Spec.Emulation)
 	}
 
-	// An enrollment token, shown once with the CA to trust.
+	// An enrollment token of a lifetime the daemon refuses: its reason
+	// shows in the footer, with the lifetime asked for in seconds.
 	tm.Type("t")
-	waitScreen(t, tm, "issue an enrollment token for device form-dev? [y/n]")
+	waitScreen(t, tm, "Issue an enrollment token for form-dev", "lifetime", "1h")
+	tm.Send(press("ctrl+u"))
+	tm.Type("soon")
+	tm.Send(press("enter"))
+	waitScreen(t, tm, `lifetime "soon": want a duration such as 30m, 8h or 7d`)
+	tm.Send(press("ctrl+u"))
+	tm.Type("8d")
+	tm.Send(press("enter"))
+	waitScreen(t, tm, "issue an enrollment token for device form-dev, valid for 8d? [y/n]")
 	tm.Type("y")
-	waitScreen(t, tm, "Enrollment token for form-dev", "--ca-file", "BEGIN CERTIFICATE")
+	// The footer wraps the reason, longer than the screen is wide.
+	waitScreen(t, tm, "error: token for form-dev: ttlSeconds must be at most 604800 (7 days), not", "691200")
+	// One of two hours, shown once with the CA to trust.
+	tm.Type("t")
+	waitScreen(t, tm, "Issue an enrollment token for form-dev")
+	tm.Send(press("ctrl+u"))
+	tm.Type("2h")
+	tm.Send(press("enter"))
+	waitScreen(t, tm, "issue an enrollment token for device form-dev, valid for 2h? [y/n]")
+	tm.Type("y")
+	waitScreen(t, tm, "Enrollment token for form-dev", "Valid once, for", "--ca-file", "BEGIN CERTIFICATE")
 	tm.Send(press("esc"))
 	waitScreen(t, tm, "Devices (1)")
 
@@ -71,7 +94,112 @@ func TestFormDevice(t *testing.T) {
 	if err != nil || !dev.Spec.Emulation.Enabled {
 		t.Errorf("after start: %v, emulation %+v", err, dev.Spec.Emulation)
 	}
+
+	// Its labels, edited: the form holds the current ones, checks what
+	// is typed, and replaces them all.
+	tm.Type("l")
+	waitScreen(t, tm, "Labels of device form-dev", "fleet=f,room=lab")
+	tm.Send(press("ctrl+u"))
+	tm.Type("room")
+	tm.Send(press("enter"))
+	waitScreen(t, tm, `label "room": want key=value`)
+	tm.Type("=office, owner=ops")
+	tm.Send(press("enter"))
+	waitScreen(t, tm, "set the labels of device form-dev to owner=ops,room=office? [y/n]")
+	tm.Type("y")
+	waitScreen(t, tm, "set the labels of form-dev: done")
+	dev, err = d.c.GetDevice(ctx, "form-dev")
+	if err != nil || len(dev.Labels) != 2 || dev.Labels["room"] != "office" || dev.Labels["owner"] != "ops" {
+		t.Errorf("labels after the edit: %v, %v; want owner=ops,room=office", dev.Labels, err)
+	}
+	if dev.Spec.Emulation == nil || !dev.Spec.Emulation.Enabled || dev.Spec.Board == "" {
+		t.Errorf("the label edit changed the spec: %+v", dev.Spec)
+	}
+
+	// Deleted, after a no and a yes; the table follows.
+	tm.Send(press("ctrl+d"))
+	waitScreen(t, tm, "delete device form-dev and stop its emulated board? [y/n]")
+	tm.Type("n")
+	waitScreen(t, tm, "cancelled")
+	if _, err := d.c.GetDevice(ctx, "form-dev"); err != nil {
+		t.Fatalf("after n: %v", err)
+	}
+	tm.Send(press("ctrl+d"))
+	waitScreen(t, tm, "delete device form-dev and stop its emulated board? [y/n]")
+	tm.Type("y")
+	waitScreen(t, tm, "delete device form-dev: done", "Devices (0)")
+	if _, err := d.c.GetDevice(ctx, "form-dev"); !errors.Is(err, &api.Error{Reason: api.ReasonNotFound}) {
+		t.Errorf("after the delete, GetDevice = %v, want not found", err)
+	}
 	quit(t, tm)
+}
+
+// TestFormGateway registers a gateway with the form, first with an
+// endpoint the daemon refuses (its reason shows in full in the footer),
+// then a good one, and deletes it again.
+func TestFormGateway(t *testing.T) {
+	d := startDaemon(t)
+	ctx := context.Background()
+	tm := newTestModel(t, d)
+	waitScreen(t, tm, "gateways 1/1 up")
+	tm.Type(":gw")
+	tm.Send(press("enter"))
+	waitScreen(t, tm, "Gateways (1)", "gw-test")
+
+	tm.Type("n")
+	waitScreen(t, tm, "New gateway", "endpoint", "capacity")
+	tm.Send(press("ctrl+s"))
+	waitScreen(t, tm, "name is required")
+	tm.Type("gw-lab")
+	tm.Send(press("tab"))
+	tm.Type("lab-gateway")
+	tm.Send(press("tab"))
+	tm.Send(press("enter"))
+	waitScreen(t, tm, "create gateway gw-lab at lab-gateway? [y/n]")
+	tm.Type("y")
+	// The daemon's reason is longer than the screen is wide: the footer
+	// wraps it rather than cut it.
+	waitScreen(t, tm, "error: create gateway gw-lab: spec.endpoint", `e.g. "gw.example.com:4423"`)
+	if _, err := d.c.GetGateway(ctx, "gw-lab"); !errors.Is(err, &api.Error{Reason: api.ReasonNotFound}) {
+		t.Fatalf("a refused gateway exists: %v", err)
+	}
+
+	tm.Type("n")
+	waitScreen(t, tm, "New gateway")
+	tm.Type("gw-lab")
+	tm.Send(press("tab"))
+	tm.Type("lab-gateway:8081")
+	tm.Send(press("tab"))
+	tm.Type("many")
+	tm.Send(press("enter"))
+	waitScreen(t, tm, `capacity "many": want a number of devices, 0 or more`)
+	tm.Send(press("ctrl+u"))
+	tm.Type("5")
+	tm.Send(press("enter"))
+	waitScreen(t, tm, "create gateway gw-lab at lab-gateway:8081 for at most 5 devices? [y/n]")
+	tm.Type("y")
+	waitScreen(t, tm, "create gateway gw-lab: done", "Gateways (2)")
+	gw, err := d.c.GetGateway(ctx, "gw-lab")
+	if err != nil || gw.Spec.Endpoint != "lab-gateway:8081" || gw.Spec.Capacity != 5 {
+		t.Fatalf("gateway gw-lab = %+v, %v; want lab-gateway:8081 for 5", gw.Spec, err)
+	}
+
+	// gw-lab sorts first.
+	tm.Type("g")
+	tm.Send(press("ctrl+d"))
+	waitScreen(t, tm, "delete gateway gw-lab? [y/n]")
+	tm.Type("y")
+	waitScreen(t, tm, "delete gateway gw-lab: done", "Gateways (1)")
+	if _, err := d.c.GetGateway(ctx, "gw-lab"); !errors.Is(err, &api.Error{Reason: api.ReasonNotFound}) {
+		t.Errorf("after the delete, GetGateway = %v, want not found", err)
+	}
+	m := quit(t, tm)
+	if _, err := d.c.GetGateway(ctx, "gw-test"); err != nil {
+		t.Errorf("the daemon's own gateway: %v", err)
+	}
+	if m.footerH != 1 {
+		t.Errorf("the footer takes %d lines after the error went, want 1", m.footerH)
+	}
 }
 
 // TestFormDeploy deploys a module from a file: first a new application,
@@ -140,5 +268,82 @@ func TestFormDeploy(t *testing.T) {
 	waitScreen(t, tm, "Deploy a module")
 	tm.Send(press("esc"))
 	waitScreen(t, tm, "cancelled")
+
+	// Deleted from its detail, after a yes.
+	tm.Send(press("enter"))
+	waitScreen(t, tm, "Application form-app")
+	tm.Send(press("ctrl+d"))
+	waitScreen(t, tm, "delete application form-app? [y/n]")
+	tm.Type("y")
+	waitScreen(t, tm, "delete application form-app: done", "application form-app is gone")
+	if _, err := d.c.GetApplication(ctx, "form-app"); !errors.Is(err, &api.Error{Reason: api.ReasonNotFound}) {
+		t.Errorf("after the delete, GetApplication = %v, want not found", err)
+	}
+	tm.Send(press("esc"))
+	waitScreen(t, tm, "Applications (0)")
 	quit(t, tm)
+}
+
+func TestParseLifetime(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want time.Duration
+		ok   bool
+		out  string // formatLifetime(want)
+	}{
+		{"1h", time.Hour, true, "1h"},
+		{"90m", 90 * time.Minute, true, "1h30m"},
+		{"45s", 45 * time.Second, true, "45s"},
+		{"7d", 7 * 24 * time.Hour, true, "7d"},
+		{"48h", 48 * time.Hour, true, "2d"},
+		{"1h0m30s", time.Hour + 30*time.Second, true, "1h0m30s"},
+		{"", 0, false, ""},
+		{"0s", 0, false, ""},
+		{"-1h", 0, false, ""},
+		{"soon", 0, false, ""},
+		{"1.5d", 0, false, ""},
+		{"d", 0, false, ""},
+	} {
+		got, err := parseLifetime(tc.in)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("parseLifetime(%q) = %v, %v; want %v, ok %v", tc.in, got, err, tc.want, tc.ok)
+			continue
+		}
+		if tc.ok {
+			if s := formatLifetime(got); s != tc.out {
+				t.Errorf("formatLifetime(%v) = %q, want %q", got, s, tc.out)
+			}
+		}
+	}
+}
+
+// TestFooterError shows an action's error in the footer: marked as one,
+// wrapped over as many lines as it needs (three at most), the view above
+// it made shorter so that the screen keeps its height, and back to one
+// line at the next key.
+func TestFooterError(t *testing.T) {
+	m := bigFleet(t, 30)
+	reason := strings.Repeat("the daemon says why at length ", 8)
+	m.Update(actionDoneMsg{what: "create gateway gw-x", err: &api.Error{Reason: api.ReasonInvalid, Message: reason}})
+	screen := m.View()
+	lines := strings.Split(screen, "\n")
+	if len(lines) != termHeight {
+		t.Fatalf("screen has %d lines, want %d:\n%s", len(lines), termHeight, screen)
+	}
+	if m.footerH != maxStatusLines {
+		t.Errorf("footer takes %d lines, want %d", m.footerH, maxStatusLines)
+	}
+	foot := lines[termHeight-maxStatusLines:]
+	if !strings.HasPrefix(foot[0], " error: create gateway gw-x: the daemon says why") || !strings.HasSuffix(strings.TrimSpace(foot[2]), ellipsis) {
+		t.Errorf("footer:\n%s", strings.Join(foot, "\n"))
+	}
+	for i, l := range lines {
+		if w := visibleWidth(l); w != termWidth {
+			t.Errorf("line %d is %d columns wide", i, w)
+		}
+	}
+	m.Update(press("j"))
+	if lines := strings.Split(m.View(), "\n"); m.footerH != 1 || len(lines) != termHeight || strings.Contains(m.View(), "error:") {
+		t.Errorf("after a key the footer takes %d lines, the screen %d", m.footerH, len(lines))
+	}
 }

@@ -1,15 +1,15 @@
 package tui
 
 import (
-	"cmp"
+	"context"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/charmbracelet/bubbles/key"
 	tea "github.com/charmbracelet/bubbletea"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"wasmbed.io/wasmbed/crds/v1alpha1"
 )
@@ -44,64 +44,33 @@ func gatewayRow(st *styles, g *v1alpha1.Gateway, cols []column, now time.Time) s
 	})
 }
 
+// gatewaysKeys are the keys of the gateways list.
+type gatewaysKeys struct {
+	Open, New, Delete key.Binding
+}
+
 // gatewaysView lists the gateways; enter shows the devices of one.
 type gatewaysView struct {
 	sh *shared
-	rowList[*v1alpha1.Gateway]
-	open  key.Binding
-	width int
-	cols  []column
-
-	filter  filter
-	builtAt uint64
-	dirty   bool
+	resourceTable[*v1alpha1.Gateway]
+	keys gatewaysKeys
 }
 
 func newGatewaysView(sh *shared) *gatewaysView {
-	return &gatewaysView{sh: sh, rowList: newRowList[*v1alpha1.Gateway](), dirty: true,
-		open: key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "show the gateway's devices"))}
+	return &gatewaysView{sh: sh,
+		resourceTable: newResourceTable("Gateways", gatewayColumns, sh.cache,
+			func(c *cache) map[string]*v1alpha1.Gateway { return c.gateways }, filter.matchGateway),
+		keys: gatewaysKeys{
+			Open:   key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "show the gateway's devices")),
+			New:    key.NewBinding(key.WithKeys("n"), key.WithHelp("n", "new: register a gateway")),
+			Delete: newDeleteKey("gateway"),
+		}}
 }
 
 func (v *gatewaysView) Init() tea.Cmd { return nil }
 
-func (v *gatewaysView) SetSize(w, h int) {
-	v.width, v.height = w, h
-	v.cols = layoutColumns(gatewayColumns, w)
-	v.scroll()
-}
-
-func (v *gatewaysView) Title() string {
-	total := len(v.sh.cache.gateways)
-	if v.filter.empty() {
-		return fmt.Sprintf("Gateways (%d)", total)
-	}
-	return fmt.Sprintf("Gateways (%d/%d) /%s", len(v.rows), total, v.filter.raw)
-}
-
-func (v *gatewaysView) Keys() []key.Binding { return []key.Binding{v.open} }
-
-func (v *gatewaysView) Filter() string { return v.filter.raw }
-
-func (v *gatewaysView) SetFilter(s string) {
-	v.filter = parseFilter(s)
-	v.dirty = true
-	v.Sync()
-}
-
-func (v *gatewaysView) Sync() {
-	c := v.sh.cache
-	if !v.dirty && v.builtAt == c.rev {
-		return
-	}
-	rows := v.rows[:0]
-	for _, g := range c.gateways {
-		if v.filter.matchGateway(g) {
-			rows = append(rows, g)
-		}
-	}
-	slices.SortFunc(rows, func(a, b *v1alpha1.Gateway) int { return cmp.Compare(a.Name, b.Name) })
-	v.builtAt, v.dirty = c.rev, false
-	v.settle(rows, nil)
+func (v *gatewaysView) Keys() []key.Binding {
+	return []key.Binding{v.keys.Open, v.keys.New, v.keys.Delete}
 }
 
 func (v *gatewaysView) Update(msg tea.Msg) (view, tea.Cmd) {
@@ -113,11 +82,71 @@ func (v *gatewaysView) Update(msg tea.Msg) (view, tea.Cmd) {
 	if v.moveBy(s) {
 		return v, nil
 	}
-	if matches(s, v.open) && v.cursor < len(v.rows) {
-		f := v.rows[v.cursor].Name
+	if matches(s, v.keys.New) {
+		return v, send(pushMsg{newGatewayForm(v.sh)})
+	}
+	g, ok := v.selected()
+	if !ok {
+		return v, nil
+	}
+	switch {
+	case matches(s, v.keys.Open):
+		f := g.Name
 		return v, send(jumpMsg{name: "devices", filter: &f})
+	case matches(s, v.keys.Delete):
+		c, name := v.sh.client, g.Name
+		q := fmt.Sprintf("delete gateway %s?", name)
+		if g.Status.ConnectedDevices > 0 {
+			q = fmt.Sprintf("delete gateway %s, which holds %d devices?", name, g.Status.ConnectedDevices)
+		}
+		return v, send(confirmMsg{
+			question: q,
+			yes: deleteCmd("delete gateway "+name, func(ctx context.Context) error {
+				return c.DeleteGateway(ctx, name)
+			}),
+		})
 	}
 	return v, nil
+}
+
+// newGatewayForm is the form that registers a gateway: its name, the
+// host:port its devices dial, and how many devices it takes. The daemon
+// checks the endpoint and says what is wrong with it.
+func newGatewayForm(sh *shared) *form {
+	return newForm(sh, "New gateway", submitGateway,
+		textField("name", "", "lowercase letters, digits and -", ""),
+		textField("endpoint", "", "gw.example.com:8081", "host:port the devices dial"),
+		textField("capacity", "", "no limit", "most devices it takes; empty for no limit"),
+	)
+}
+
+func submitGateway(f *form) (string, tea.Cmd, error) {
+	name, endpoint := f.field("name").value(), f.field("endpoint").value()
+	for _, r := range []struct{ label, v string }{{"name", name}, {"endpoint", endpoint}} {
+		if err := required(r.label, r.v); err != nil {
+			return "", nil, err
+		}
+	}
+	gw := &v1alpha1.Gateway{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec:       v1alpha1.GatewaySpec{Endpoint: endpoint},
+	}
+	q := fmt.Sprintf("create gateway %s at %s?", name, endpoint)
+	if s := f.field("capacity").value(); s != "" {
+		n, err := strconv.ParseInt(s, 10, 32)
+		if err != nil || n < 0 {
+			return "", nil, fmt.Errorf("capacity %q: want a number of devices, 0 or more", s)
+		}
+		gw.Spec.Capacity = int32(n)
+		if n > 0 {
+			q = fmt.Sprintf("create gateway %s at %s for at most %d devices?", name, endpoint, n)
+		}
+	}
+	c := f.sh.client
+	return q, func() tea.Msg {
+		_, err := withTimeout(func(ctx context.Context) (*v1alpha1.Gateway, error) { return c.CreateGateway(ctx, gw) })
+		return actionDoneMsg{what: "create gateway " + name, err: err}
+	}, nil
 }
 
 func (v *gatewaysView) View() string {
@@ -125,8 +154,8 @@ func (v *gatewaysView) View() string {
 	var b strings.Builder
 	b.WriteString(fit(tableHeader(st, v.cols, "", false), v.width))
 	now := v.sh.now()
-	end := min(len(v.rows), v.offset+v.page())
-	for i := v.offset; i < end; i++ {
+	start, end := v.visible()
+	for i := start; i < end; i++ {
 		b.WriteString("\n" + withGutter(st, gatewayRow(st, v.rows[i], v.cols, now), i == v.cursor, v.width))
 	}
 	if len(v.rows) == 0 && v.page() > 0 {

@@ -60,6 +60,9 @@ func TestMain(m *testing.M) {
 	}
 	os.Setenv("TERM", "xterm-256color")
 	os.Unsetenv("NO_COLOR")
+	// The boards the daemon starts log in UTC whatever the machine's
+	// zone, so that their consoles look the same everywhere.
+	os.Setenv("TZ", "UTC")
 	lipgloss.SetColorProfile(termenv.Ascii)
 	lipgloss.SetHasDarkBackground(true)
 
@@ -210,23 +213,59 @@ func startFleet() (*testDaemon, error) {
 		return nil, err
 	}
 	fleetD = d // stopped by stopFleet whatever happens next
+	return d, populateFleet(d.c)
+}
+
+// newFleet starts a fleet like the shared one for one test, stopped when
+// it ends. Tests whose screens show the event history use one: the
+// shared fleet's history is trimmed after a while (the daemon keeps the
+// last 4096 events), theirs holds every event from the start.
+func newFleet(t *testing.T) *testDaemon {
+	t.Helper()
+	d := startDaemon(t)
+	if err := populateFleet(d.c); err != nil {
+		t.Fatalf("fleet: %v", err)
+	}
+	return d
+}
+
+// populateFleet creates the fleet's two emulated devices and, once both
+// are online, the sensor app targeting them, and waits until the app
+// runs on both with their round trips measured. The app comes after the
+// devices so that its rollout always goes dev-a then dev-b, and the
+// events it causes come in the same order every time.
+func populateFleet(c *client.Client) error {
 	ctx := context.Background()
-	c := d.c
 	for _, dev := range []*v1alpha1.Device{
 		emulated(devA, "mps2-an385", map[string]string{"fleet": "test", "room": "lab"}, true),
 		emulated(devB, "nrf52840-dk", map[string]string{"fleet": "test", "room": "office"}, true),
 	} {
 		if _, err := c.CreateDevice(ctx, dev); err != nil {
-			return d, err
+			return err
 		}
+	}
+	err := poll("both devices online", func() (bool, error) {
+		list, err := c.ListDevices(ctx, "")
+		if err != nil {
+			return false, err
+		}
+		for _, dev := range list.Items {
+			if dev.Status.Phase != v1alpha1.DeviceOnline {
+				return false, fmt.Errorf("%s is %s", dev.Name, dev.Status.Phase)
+			}
+		}
+		return len(list.Items) == 2, nil
+	})
+	if err != nil {
+		return err
 	}
 	wasm, err := os.ReadFile(filepath.Join("..", "testdata", "apps", "sensor.wasm"))
 	if err != nil {
-		return d, err
+		return err
 	}
 	mod, err := c.UploadModule(ctx, bytes.NewReader(wasm))
 	if err != nil {
-		return d, err
+		return err
 	}
 	_, err = c.CreateApplication(ctx, &v1alpha1.Application{
 		ObjectMeta: metav1.ObjectMeta{Name: fleetApp},
@@ -238,9 +277,9 @@ func startFleet() (*testDaemon, error) {
 		},
 	})
 	if err != nil {
-		return d, err
+		return err
 	}
-	err = poll("fleet online and running the app", func() (bool, error) {
+	return poll("fleet online and running the app", func() (bool, error) {
 		a, err := c.GetApplication(ctx, fleetApp)
 		if err != nil {
 			return false, err
@@ -264,7 +303,6 @@ func startFleet() (*testDaemon, error) {
 		}
 		return len(list.Items) == 2, nil
 	})
-	return d, err
 }
 
 func stopFleet() {
@@ -336,6 +374,13 @@ func waitScreen(t *testing.T, tm *teatest.TestModel, texts ...string) {
 	}, teatest.WithDuration(waitLimit), teatest.WithCheckInterval(20*time.Millisecond))
 }
 
+// Masks of the golden tests. A frame holds values that differ from run
+// to run however long a test waits: ages and round trips, times of day,
+// the ports the daemon and the boards got from the kernel, the values the
+// sensor app reports. Each mask replaces one kind of value, and only it,
+// with a fixed token; a golden test applies the ones its screen needs.
+type mask func(string) string
+
 // durationCell matches a duration as the tables show it (ages, round
 // trips, certificate lifetimes) with the spaces before it.
 var durationCell = regexp.MustCompile(` *\b[0-9]+(\.[0-9]+)?(µs|ms|s|m|h|d|y)\b`)
@@ -351,24 +396,91 @@ func maskDurations(s string) string {
 	})
 }
 
-// quitAndGolden quits the program and compares its last screen, with
-// durations masked, against testdata/<TestName>.golden; the screen must
-// fill size exactly.
-func quitAndGolden(t *testing.T, tm *teatest.TestModel, size termSize) {
+// clockTime matches a time of day (15:04:05) and a timestamp
+// (2006-01-02T15:04:05.000Z) as the events and the boards' logs show
+// them; loopbackPort matches a loopback address with its port.
+var (
+	clockTime    = regexp.MustCompile(`\b([0-9]{4}-[0-9]{2}-[0-9]{2}T)?[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?Z?\b`)
+	loopbackPort = regexp.MustCompile(`\b127\.0\.0\.1:[0-9]+\b`)
+)
+
+// hashDigits replaces every digit of the matches of re with '#', which
+// keeps their width.
+func hashDigits(re *regexp.Regexp, s string) string {
+	return re.ReplaceAllStringFunc(s, func(m string) string {
+		return strings.Map(func(r rune) rune {
+			if r >= '0' && r <= '9' {
+				return '#'
+			}
+			return r
+		}, m)
+	})
+}
+
+// maskClock replaces the digits of times of day and timestamps with '#':
+// the events' times and the boards' log lines. Both have a fixed width.
+func maskClock(s string) string { return hashDigits(clockTime, s) }
+
+// maskLoopbackPorts replaces the port of 127.0.0.1:NNNNN with #####: the
+// gateway's endpoint, which the kernel picks. Ports from the kernel's
+// ephemeral range all have five digits, so the width does not change.
+func maskLoopbackPorts(s string) string {
+	return loopbackPort.ReplaceAllStringFunc(s, func(m string) string {
+		host, port, _ := strings.Cut(m, ":")
+		return host + ":" + strings.Repeat("#", len(port))
+	})
+}
+
+// Values of free text: a duration anywhere ("online 12s", "29d left",
+// "last 0.54ms"), the digits of an RTT sparkline (the ASCII profile draws
+// its levels as 0-7, one per sample), and a telemetry value.
+var (
+	freeDuration = regexp.MustCompile(`\b[0-9]+(\.[0-9]+)?(µs|ms|s|m|h|d|y)\b`)
+	sparkDigits  = regexp.MustCompile(`(RTT trend +)[0-7]+`)
+	telemetryVal = regexp.MustCompile(`=-?[0-9]+(\.[0-9]+)?(e[-+]?[0-9]+)?\b`)
+)
+
+// maskDetail masks the values of the device detail, where they sit in
+// free text rather than in cells of a fixed width: durations, the RTT
+// sparkline (whose length is the number of heartbeats seen) and telemetry
+// values each become "~", and each line is padded back to the width it
+// had. Times of day in its events table keep their width (maskClock).
+func maskDetail(s string) string {
+	lines := strings.Split(maskClock(s), "\n")
+	for i, l := range lines {
+		w := visibleWidth(l)
+		l = sparkDigits.ReplaceAllString(l, "${1}~")
+		l = freeDuration.ReplaceAllString(l, "~")
+		l = telemetryVal.ReplaceAllString(l, "=~")
+		lines[i] = l + strings.Repeat(" ", max(0, w-visibleWidth(l)))
+	}
+	return strings.Join(lines, "\n")
+}
+
+// quitAndGolden quits the program with q and compares its last screen,
+// with masks applied, against testdata/<TestName>.golden.
+func quitAndGolden(t *testing.T, tm *teatest.TestModel, size termSize, masks ...mask) {
 	t.Helper()
-	termWidth, termHeight := size.w, size.h
-	tm.Send(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune{'q'}})
-	final := tm.FinalModel(t, teatest.WithFinalTimeout(waitLimit))
-	screen := final.View()
-	if got := strings.Count(screen, "\n") + 1; got != termHeight {
-		t.Errorf("screen has %d lines, want %d", got, termHeight)
+	requireGolden(t, quit(t, tm), size, masks...)
+}
+
+// requireGolden compares the model's screen, with masks applied, against
+// testdata/<TestName>.golden; the screen must fill size exactly.
+func requireGolden(t *testing.T, m *Model, size termSize, masks ...mask) {
+	t.Helper()
+	screen := m.View()
+	if got := strings.Count(screen, "\n") + 1; got != size.h {
+		t.Errorf("screen has %d lines, want %d", got, size.h)
 	}
 	for i, line := range strings.Split(screen, "\n") {
-		if w := visibleWidth(line); w != termWidth {
-			t.Errorf("line %d is %d columns wide, want %d: %q", i, w, termWidth, line)
+		if w := visibleWidth(line); w != size.w {
+			t.Errorf("line %d is %d columns wide, want %d: %q", i, w, size.w, line)
 		}
 	}
-	teatest.RequireEqualOutput(t, []byte(maskDurations(screen)+"\n"))
+	for _, mk := range masks {
+		screen = mk(screen)
+	}
+	teatest.RequireEqualOutput(t, []byte(screen+"\n"))
 }
 
 // press is a key press as the terminal sends it.
@@ -388,6 +500,10 @@ func press(s string) tea.KeyMsg {
 		return tea.KeyMsg{Type: tea.KeyRight}
 	case "ctrl+s":
 		return tea.KeyMsg{Type: tea.KeyCtrlS}
+	case "ctrl+d":
+		return tea.KeyMsg{Type: tea.KeyCtrlD}
+	case "ctrl+u":
+		return tea.KeyMsg{Type: tea.KeyCtrlU}
 	}
 	return tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune(s)}
 }

@@ -69,6 +69,12 @@ func (k listKeys) move(msg string, cursor, page, n int) (int, bool) {
 	return max(0, min(cursor, n-1)), true
 }
 
+// newDeleteKey is the key that deletes the object under the cursor, after
+// a y/n question; what names the object in help.
+func newDeleteKey(what string) key.Binding {
+	return key.NewBinding(key.WithKeys("ctrl+d"), key.WithHelp("ctrl+d", "delete the "+what))
+}
+
 // matches reports whether the key named s (tea.KeyMsg.String) is one of
 // b's keys.
 func matches(s string, b key.Binding) bool {

@@ -11,6 +11,7 @@ import (
 	"github.com/charmbracelet/bubbles/key"
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/lipgloss"
+	"github.com/charmbracelet/x/ansi"
 
 	"wasmbed.io/wasmbed/daemon/api"
 	"wasmbed.io/wasmbed/daemon/client"
@@ -63,6 +64,7 @@ type Model struct {
 	confirm    *confirmMsg
 	status     statusMsg
 	banner     string // the daemon is unreachable; "" when all is well
+	footerH    int    // lines of the footer: more than one for a long error
 
 	// The connection: gen numbers attempts, so that messages of an
 	// abandoned stream are dropped.
@@ -97,7 +99,7 @@ func New(opts Options) (*Model, error) {
 		r = lipgloss.DefaultRenderer()
 	}
 	sh := &shared{client: opts.Client, cache: newCache(), styles: newStylesFor(r), now: now}
-	m := &Model{sh: sh, addr: opts.Address, infoEvery: every, keys: newGlobalKeys(), nav: newListKeys(), gen: 1}
+	m := &Model{sh: sh, addr: opts.Address, infoEvery: every, keys: newGlobalKeys(), nav: newListKeys(), gen: 1, footerH: 1}
 	m.views = map[string]view{
 		"devices":  newDevicesView(sh),
 		"apps":     newAppsView(sh),
@@ -146,7 +148,7 @@ func (m *Model) bodySize(v view) (int, int) {
 	if _, ok := v.(fullScreen); ok {
 		return m.width, m.height
 	}
-	h := m.height - 4
+	h := m.height - 3 - m.footerH
 	if m.banner != "" {
 		h--
 	}
@@ -196,8 +198,18 @@ func (m *Model) refresh() {
 }
 
 // Update handles a message: keys, then the connection, then what views
-// ask for; anything else goes to the active view.
+// ask for; anything else goes to the active view. The views are resized
+// when the footer grew or shrank (an error shown in full, then gone).
 func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	cmd := m.update(msg)
+	if n := m.footerHeight(); n != m.footerH {
+		m.footerH = n
+		m.resize()
+	}
+	return m, cmd
+}
+
+func (m *Model) update(msg tea.Msg) tea.Cmd {
 	if m.quitting {
 		// Streams ended by the quit still report; the screen stays as
 		// the user left it.
@@ -209,14 +221,14 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			c.stream.Close()
 			c.cancel()
 		}
-		return m, nil
+		return nil
 	}
 	switch msg := msg.(type) {
 	case tea.WindowSizeMsg:
 		m.width, m.height = msg.Width, msg.Height
 		m.resize()
 		m.sync()
-		return m, nil
+		return nil
 	case tea.KeyMsg:
 		if msg.Type == tea.KeyRunes && len(msg.Runes) > 1 && !msg.Paste {
 			// Keys typed faster than they are read (or sent by a
@@ -226,15 +238,15 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			for _, r := range msg.Runes {
 				cmds = append(cmds, m.key(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune{r}, Alt: msg.Alt}))
 			}
-			return m, tea.Batch(cmds...)
+			return tea.Batch(cmds...)
 		}
-		return m, m.key(msg)
+		return m.key(msg)
 
 	case connectedMsg:
 		if msg.gen != m.gen {
 			msg.stream.Close()
 			msg.cancel()
-			return m, nil
+			return nil
 		}
 		m.stream, m.cancelStream, m.connected = msg.stream, msg.cancel, true
 		m.started, m.info, m.backoff = msg.info.Started, msg.info, 0
@@ -242,36 +254,36 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.setBanner("")
 		m.updated = m.sh.now()
 		m.refresh()
-		return m, nextEventCmd(m.gen, m.stream)
+		return nextEventCmd(m.gen, m.stream)
 	case connectFailedMsg:
 		if msg.gen != m.gen {
-			return m, nil
+			return nil
 		}
 		m.backoff = nextBackoff(m.backoff)
 		m.setBanner(fmt.Sprintf("daemon unreachable: %s; retrying in %s", errText(msg.err), m.backoff))
-		return m, retryCmd(m.gen, m.backoff)
+		return retryCmd(m.gen, m.backoff)
 	case retryMsg:
 		if msg.gen != m.gen {
-			return m, nil
+			return nil
 		}
-		return m, m.connect()
+		return m.connect()
 	case eventMsg:
 		if msg.gen != m.gen {
-			return m, nil
+			return nil
 		}
 		var cmd tea.Cmd
 		if m.sh.cache.apply(msg.event) {
 			cmd = m.changed()
 		}
-		return m, tea.Batch(cmd, nextEventCmd(m.gen, m.stream))
+		return tea.Batch(cmd, nextEventCmd(m.gen, m.stream))
 	case badEventMsg:
 		if msg.gen != m.gen {
-			return m, nil
+			return nil
 		}
-		return m, nextEventCmd(m.gen, m.stream)
+		return nextEventCmd(m.gen, m.stream)
 	case streamEndedMsg:
 		if msg.gen != m.gen {
-			return m, nil
+			return nil
 		}
 		m.dropStream()
 		m.connected = false
@@ -281,62 +293,62 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			// shutting down): resume shortly, quietly; a failure to
 			// reconnect shows the banner. The pause keeps a daemon (or a
 			// proxy) that ends every stream from being called in a loop.
-			return m, retryCmd(m.gen, minBackoff)
+			return retryCmd(m.gen, minBackoff)
 		}
 		m.backoff = nextBackoff(m.backoff)
 		m.setBanner(fmt.Sprintf("event stream broke: %s; reconnecting in %s", errText(msg.err), m.backoff))
-		return m, retryCmd(m.gen, m.backoff)
+		return retryCmd(m.gen, m.backoff)
 	case refreshMsg:
 		m.refresh()
-		return m, nil
+		return nil
 	case clockMsg:
 		m.sync()
-		return m, clockCmd()
+		return clockCmd()
 	case infoTickMsg:
-		return m, infoCmd(m.sh.client)
+		return infoCmd(m.sh.client)
 	case infoMsg:
 		if msg.err == nil && m.connected && msg.info.Started.Equal(m.started) {
 			m.info = msg.info
 		}
-		return m, infoTickCmd(m.infoEvery)
+		return infoTickCmd(m.infoEvery)
 
 	case actionDoneMsg:
 		if msg.err != nil {
 			m.status = statusMsg{text: msg.what + ": " + errText(msg.err), err: true}
-			return m, nil
+			return nil
 		}
 		m.status = statusMsg{text: msg.what + ": done"}
 		if msg.app != nil {
 			m.sh.cache.putApp(msg.app)
-			return m, m.changed()
+			return m.changed()
 		}
-		return m, nil
+		return nil
 	case tokenMsg:
 		if msg.err != nil {
 			m.status = statusMsg{text: "token for " + msg.device + ": " + errText(msg.err), err: true}
-			return m, nil
+			return nil
 		}
 		m.status = statusMsg{text: "token for " + msg.device + ": issued; esc forgets it"}
-		return m, m.push(newTokenView(m.sh, msg.token))
+		return m.push(newTokenView(m.sh, msg.token))
 	case pushMsg:
-		return m, m.push(msg.v)
+		return m.push(msg.v)
 	case popMsg:
 		m.pop()
-		return m, nil
+		return nil
 	case jumpMsg:
-		return m, m.jump(msg.name, msg.filter)
+		return m.jump(msg.name, msg.filter)
 	case confirmMsg:
 		m.confirm = &msg
-		return m, nil
+		return nil
 	case statusMsg:
 		m.status = msg
-		return m, nil
+		return nil
 	case consoleMsg:
-		return m, m.routeConsole(msg)
+		return m.routeConsole(msg)
 	}
 	v, cmd := m.active().Update(msg)
 	m.stack[len(m.stack)-1] = v
-	return m, cmd
+	return cmd
 }
 
 // routeConsole hands a console session's message to the console view of
@@ -544,8 +556,52 @@ func (m *Model) View() string {
 	}
 	b.WriteString("\n" + fit(st.title.Render(" "+v.Title()), m.width))
 	b.WriteString("\n" + v.View())
-	b.WriteString("\n" + fit(m.footer(), m.width))
+	for _, l := range m.footerLines() {
+		b.WriteString("\n" + l)
+	}
 	return b.String()
+}
+
+// maxStatusLines is the most lines the footer takes to show an error in
+// full; what does not fit is cut.
+const maxStatusLines = 3
+
+// footerLines is the footer at the screen's width: one line, or the
+// error of the last action.
+func (m *Model) footerLines() []string {
+	if m.errorShown() {
+		return m.errorLines()
+	}
+	return []string{fit(m.footer(), m.width)}
+}
+
+// footerHeight is how many lines footerLines has.
+func (m *Model) footerHeight() int {
+	if m.errorShown() {
+		return len(m.errorLines())
+	}
+	return 1
+}
+
+// errorShown reports whether the footer shows the error of the last
+// action: nothing else (the prompt, a question) takes the footer, and
+// the screen is wide enough to wrap it.
+func (m *Model) errorShown() bool {
+	return m.status.err && m.status.text != "" && m.prompt.mode == promptOff && m.confirm == nil && m.width >= 20
+}
+
+// errorLines is the error of the last action, marked as one (colors may
+// be off) and wrapped onto up to maxStatusLines lines so that the
+// daemon's reason reads in full.
+func (m *Model) errorLines() []string {
+	lines := strings.Split(ansi.Wrap("error: "+m.status.text, m.width-1, ""), "\n")
+	if len(lines) > maxStatusLines {
+		lines = append(lines[:maxStatusLines-1], strings.Join(lines[maxStatusLines-1:], " "))
+	}
+	for i, l := range lines {
+		lines[i] = m.sh.styles.errText.Render(fit(" "+l, m.width))
+	}
+	return lines
 }
 
 func (m *Model) headerData() headerData {
@@ -565,7 +621,7 @@ func (m *Model) footer() string {
 	case m.confirm != nil:
 		return st.warn.Render(m.confirm.question) + " " + st.key.Render("[y/n]")
 	case m.status.text != "" && m.status.err:
-		return st.errText.Render(m.status.text)
+		return st.errText.Render("error: " + m.status.text)
 	case m.status.text != "":
 		return m.status.text
 	}

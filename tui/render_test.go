@@ -368,23 +368,26 @@ func TestCacheApply(t *testing.T) {
 	if l == nil || l.apps["sensor"].Sent != 100 || l.telem["sensor"].values["temp"] != 21.5 || l.online || l.reason != "heartbeat timeout" {
 		t.Errorf("live details = %+v", l)
 	}
-	if n := len(l.recent); n != 2 { // progress, offline; not telemetry nor status updates
-		t.Errorf("recent events of dev-a = %d, want 2", n)
+	c.apply(api.Event{Seq: 6, Type: api.EventProgress, Device: "dev-a", App: &api.AppEvent{Name: "sensor", Version: "2", State: "verifying", Sent: 400}})
+	// offline and verifying; not the transfer's bytes, telemetry nor
+	// status updates.
+	if n := len(l.recent); n != 2 || l.recent[0].Type != api.EventOffline || l.recent[1].App.State != "verifying" {
+		t.Errorf("recent events of dev-a = %+v, want offline then verifying", l.recent)
 	}
-	if n := len(c.eventLog()); n != 5 {
-		t.Errorf("event log = %d events, want 5", n)
+	if n := len(c.eventLog()); n != 6 {
+		t.Errorf("event log = %d events, want 6", n)
 	}
 
 	// Deletion: a replayed delete older than the cached object is
 	// skipped, a newer one removes it.
 	gone := newer.DeepCopy()
 	gone.ResourceVersion = "20"
-	c.apply(resourceEvent(t, 6, v1alpha1.KindDevice, "DELETED", gone))
+	c.apply(resourceEvent(t, 7, v1alpha1.KindDevice, "DELETED", gone))
 	if c.devices["dev-a"] == nil {
 		t.Error("a stale delete removed dev-a")
 	}
 	gone.ResourceVersion = "30"
-	c.apply(resourceEvent(t, 7, v1alpha1.KindDevice, "DELETED", gone))
+	c.apply(resourceEvent(t, 8, v1alpha1.KindDevice, "DELETED", gone))
 	if c.devices["dev-a"] != nil || c.live["dev-a"] != nil {
 		t.Error("dev-a is still cached after its deletion")
 	}
@@ -463,26 +466,39 @@ func TestTopologyLines(t *testing.T) {
 	c.reset([]v1alpha1.Device{*dev, *b, *lonely}, nil, []v1alpha1.Gateway{*gw}, true)
 
 	var got []string
-	for _, l := range topologyLines(st, c, filter{}) {
-		got = append(got, l.text)
+	lines := func(f filter, folded map[string]bool) []string {
+		var out []string
+		for _, l := range topologyLines(st, c, f, folded) {
+			out = append(out, l.text)
+		}
+		return out
 	}
+	got = lines(filter{}, nil)
 	want := []string{
-		"gw-test  up  1/2 devices online, 1/1 apps running",
-		"├─ dev-a  Online  mps2-an385",
+		"▾ gw-test  up  1/2 devices online, 1/1 apps running",
+		"├─ ▾ dev-a  Online  mps2-an385",
 		"│  └─ sensor v1  running",
 		"└─ dev-b  Offline  nrf52840-dk",
-		"(no gateway)  0/1 devices online, 0/0 apps running",
+		"▾ (no gateway)  0/1 devices online, 0/0 apps running",
 		"└─ dev-c  Pending  frdm-k64f",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("topology:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-
-	got = got[:0]
-	for _, l := range topologyLines(st, c, parseFilter("room=lab")) {
-		got = append(got, l.text)
+	// Folded nodes keep their line, with their counts, and hide the rest.
+	got = lines(filter{}, map[string]bool{"dev/dev-a": true, "gw/(no gateway)": true})
+	want = []string{
+		"▾ gw-test  up  1/2 devices online, 1/1 apps running",
+		"├─ ▸ dev-a  Online  mps2-an385",
+		"└─ dev-b  Offline  nrf52840-dk",
+		"▸ (no gateway)  0/1 devices online, 0/0 apps running",
 	}
-	if len(got) != 3 || !strings.HasPrefix(got[0], "gw-test  up  1/1") {
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("folded topology:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+
+	got = lines(parseFilter("room=lab"), nil)
+	if len(got) != 3 || !strings.HasPrefix(got[0], "▾ gw-test  up  1/1") {
 		t.Errorf("filtered topology:\n%s", strings.Join(got, "\n"))
 	}
 }

@@ -19,13 +19,28 @@ const noGateway = "(no gateway)"
 type topoLine struct {
 	text   string // styled, without the gutter
 	device string // the device the line is about; "" for a gateway
+	node   string // the node the line heads, which space folds; "" for an app
+}
+
+// Tree markers of nodes that fold: open or folded.
+const (
+	markOpen   = "▾ "
+	markFolded = "▸ "
+)
+
+func mark(folded bool) string {
+	if folded {
+		return markFolded
+	}
+	return markOpen
 }
 
 // topologyLines renders the fleet as a tree: each gateway with its
 // counts, its devices under it, and each device's apps under the device,
 // colored by health. Devices are those the filter passes; gateways
-// without any are shown only when the filter is empty.
-func topologyLines(st *styles, c *cache, f filter) []topoLine {
+// without any are shown only when the filter is empty. The nodes in
+// folded ("gw/<name>", "dev/<name>") show their line only.
+func topologyLines(st *styles, c *cache, f filter, folded map[string]bool) []topoLine {
 	groups := map[string][]*v1alpha1.Device{}
 	for _, d := range c.devices {
 		if f.matchDevice(d) {
@@ -83,17 +98,28 @@ func topologyLines(st *styles, c *cache, f filter) []topoLine {
 			head += "  " + state
 		}
 		counts := fmt.Sprintf("  %d/%d devices online, %d/%d apps running", online, len(devs), running, apps)
-		out = append(out, topoLine{text: st.health(h, head) + st.dim.Render(counts)})
+		gwNode := "gw/" + name
+		out = append(out, topoLine{text: mark(folded[gwNode]) + st.health(h, head) + st.dim.Render(counts), node: gwNode})
+		if folded[gwNode] {
+			continue
+		}
 		for i, d := range devs {
 			branch, stem := "├─ ", "│  "
 			if i == len(devs)-1 {
 				branch, stem = "└─ ", "   "
 			}
 			phase := devicePhase(d)
+			devNode, marker := "dev/"+d.Name, ""
+			if len(d.Status.Apps) > 0 {
+				marker = mark(folded[devNode])
+			}
 			out = append(out, topoLine{
-				text:   branch + st.state(d.Name+"  "+string(phase)) + st.dim.Render("  "+d.Spec.Board),
-				device: d.Name,
+				text:   branch + marker + st.state(d.Name+"  "+string(phase)) + st.dim.Render("  "+d.Spec.Board),
+				device: d.Name, node: devNode,
 			})
+			if folded[devNode] {
+				continue
+			}
 			for j, a := range d.Status.Apps {
 				leaf := "├─ "
 				if j == len(d.Status.Apps)-1 {
@@ -115,32 +141,30 @@ func topologyLines(st *styles, c *cache, f filter) []topoLine {
 }
 
 // topologyView shows the fleet as a tree; enter opens the device under
-// the cursor.
+// the cursor, space folds or unfolds the node under it.
 type topologyView struct {
-	sh     *shared
-	open   key.Binding
-	nav    listKeys
-	width  int
-	height int
+	sh *shared
+	rowList[topoLine]
+	open, fold key.Binding
+	width      int
+	folded     map[string]bool
 
 	filter  filter
-	lines   []topoLine
 	builtAt uint64
 	dirty   bool
-	cursor  int
-	offset  int
 }
 
 func newTopologyView(sh *shared) *topologyView {
-	return &topologyView{sh: sh, nav: newListKeys(), dirty: true,
-		open: key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "open the device"))}
+	return &topologyView{sh: sh, rowList: newRowList[topoLine](0), dirty: true, folded: map[string]bool{},
+		open: key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "open the device")),
+		fold: key.NewBinding(key.WithKeys(" "), key.WithHelp("space", "fold or unfold a gateway or device"))}
 }
 
 func (v *topologyView) Init() tea.Cmd { return nil }
 
 func (v *topologyView) SetSize(w, h int) {
-	v.width, v.height = w, h
-	v.offset = scrollWindow(v.offset, v.cursor, v.height, len(v.lines))
+	v.width = w
+	v.setHeight(h)
 }
 
 func (v *topologyView) Title() string {
@@ -151,7 +175,7 @@ func (v *topologyView) Title() string {
 	return t
 }
 
-func (v *topologyView) Keys() []key.Binding { return []key.Binding{v.open} }
+func (v *topologyView) Keys() []key.Binding { return []key.Binding{v.open, v.fold} }
 
 func (v *topologyView) Filter() string { return v.filter.raw }
 
@@ -166,9 +190,8 @@ func (v *topologyView) Sync() {
 	if !v.dirty && v.builtAt == c.rev {
 		return
 	}
-	v.lines, v.builtAt, v.dirty = topologyLines(v.sh.styles, c, v.filter), c.rev, false
-	v.cursor = max(0, min(v.cursor, len(v.lines)-1))
-	v.offset = scrollWindow(v.offset, v.cursor, v.height, len(v.lines))
+	v.builtAt, v.dirty = c.rev, false
+	v.settle(topologyLines(v.sh.styles, c, v.filter, v.folded), nil)
 }
 
 func (v *topologyView) Update(msg tea.Msg) (view, tea.Cmd) {
@@ -177,13 +200,17 @@ func (v *topologyView) Update(msg tea.Msg) (view, tea.Cmd) {
 		return v, nil
 	}
 	s := km.String()
-	if c, moved := v.nav.move(s, v.cursor, v.height, len(v.lines)); moved {
-		v.cursor = c
-		v.offset = scrollWindow(v.offset, v.cursor, v.height, len(v.lines))
+	if v.moveBy(s) {
 		return v, nil
 	}
-	if matches(s, v.open) && v.cursor < len(v.lines) && v.lines[v.cursor].device != "" {
-		return v, send(pushMsg{newDeviceView(v.sh, v.lines[v.cursor].device)})
+	l, ok := v.selected()
+	switch {
+	case ok && matches(s, v.open) && l.device != "":
+		return v, send(pushMsg{newDeviceView(v.sh, l.device)})
+	case ok && (matches(s, v.fold) || matches(s, v.open)) && l.node != "":
+		v.folded[l.node] = !v.folded[l.node]
+		v.dirty = true
+		v.Sync()
 	}
 	return v, nil
 }
@@ -191,14 +218,14 @@ func (v *topologyView) Update(msg tea.Msg) (view, tea.Cmd) {
 func (v *topologyView) View() string {
 	st := v.sh.styles
 	var b strings.Builder
-	end := min(len(v.lines), v.offset+v.height)
-	for i := v.offset; i < end; i++ {
-		if i > v.offset {
+	start, end := v.visible()
+	for i := start; i < end; i++ {
+		if i > start {
 			b.WriteByte('\n')
 		}
-		b.WriteString(withGutter(st, v.lines[i].text, i == v.cursor, v.width))
+		b.WriteString(withGutter(st, v.rows[i].text, i == v.cursor, v.width))
 	}
-	if len(v.lines) == 0 {
+	if len(v.rows) == 0 {
 		b.WriteString(st.dim.Render("  no gateways or devices"))
 	}
 	return padLines(b.String(), v.width, v.height)

@@ -81,8 +81,15 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if _, err := ParseAuthorizedKeys(cfg.AuthorizedKeys); err != nil {
+	keys, err := ParseAuthorizedKeys(cfg.AuthorizedKeys)
+	if err != nil {
 		return nil, err
+	}
+	for _, k := range keys {
+		if k.Refused != nil {
+			cfg.Logger.Warn("ssh authorized key refused", "authorized_keys", cfg.AuthorizedKeys, "line", k.Line,
+				"key", gossh.FingerprintSHA256(k.Key), "err", k.Refused)
+		}
 	}
 	if err := os.MkdirAll(filepath.Dir(cfg.HostKey), 0o700); err != nil {
 		return nil, fmt.Errorf("ssh console: host key: %w", err)
@@ -94,32 +101,6 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	return s, nil
-}
-
-// ParseAuthorizedKeys reads an OpenSSH authorized_keys file (blank lines
-// and # comments allowed) and returns its keys; a line that does not
-// parse, or a file without any key, is an error.
-func ParseAuthorizedKeys(path string) ([]gossh.PublicKey, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("ssh console: authorized keys: %w", err)
-	}
-	var keys []gossh.PublicKey
-	for i, line := range strings.Split(string(b), "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		k, _, _, _, err := gossh.ParseAuthorizedKey([]byte(line))
-		if err != nil {
-			return nil, fmt.Errorf("ssh console: authorized keys %s line %d: %w", path, i+1, err)
-		}
-		keys = append(keys, k)
-	}
-	if len(keys) == 0 {
-		return nil, fmt.Errorf("ssh console: authorized keys %s: no key in it", path)
-	}
-	return keys, nil
 }
 
 // Serve listens and serves sessions until ctx ends, each with a console
@@ -187,22 +168,40 @@ func (s *Server) newSSHServer(c *client.Client, base string) (*ssh.Server, error
 }
 
 // authorized lets in the keys of the authorized_keys file, read at each
-// login.
+// login, as their options allow: the first line with the key that lets
+// the client in is the one its sessions follow (no-pty), as with sshd.
 func (s *Server) authorized(ctx ssh.Context, key ssh.PublicKey) bool {
 	keys, err := ParseAuthorizedKeys(s.cfg.AuthorizedKeys)
-	if err != nil {
+	if err != nil && len(keys) == 0 {
 		s.log.Warn("ssh login refused: authorized keys unreadable", "err", err)
 		return false
 	}
+	addr, now := remoteAddr(ctx.RemoteAddr()), time.Now()
+	var why []string
 	for _, k := range keys {
-		if ssh.KeysEqual(k, key) {
+		if !ssh.KeysEqual(k.Key, key) {
+			continue
+		}
+		ok, reason := k.allows(addr, now)
+		if ok {
+			ctx.SetValue(authorizedKeyKey{}, k)
 			return true
 		}
+		why = append(why, fmt.Sprintf("line %d: %s", k.Line, reason))
 	}
-	s.log.Info("ssh login refused: unknown key", "user", ctx.User(), "remote", ctx.RemoteAddr().String(),
-		"key", gossh.FingerprintSHA256(key))
+	if len(why) == 0 {
+		s.log.Info("ssh login refused: unknown key", "user", ctx.User(), "remote", ctx.RemoteAddr().String(),
+			"key", gossh.FingerprintSHA256(key))
+		return false
+	}
+	s.log.Info("ssh login refused: key options", "user", ctx.User(), "remote", ctx.RemoteAddr().String(),
+		"key", gossh.FingerprintSHA256(key), "reason", strings.Join(why, "; "))
 	return false
 }
+
+// authorizedKeyKey holds, in a connection's context, the authorized_keys
+// entry that let it in.
+type authorizedKeyKey struct{}
 
 // consoleKey holds a session's console model in its context.
 type consoleKey struct{}
@@ -211,6 +210,12 @@ type consoleKey struct{}
 // renderer of that session's terminal, in the alternate screen.
 func (s *Server) program(c *client.Client, base string) bm.ProgramHandler {
 	return func(sess ssh.Session) *tea.Program {
+		if k, ok := sess.Context().Value(authorizedKeyKey{}).(AuthorizedKey); ok && k.NoPTY {
+			s.log.Info("ssh console session refused: the key may not open a terminal", "user", sess.User(),
+				"remote", sess.RemoteAddr().String(), "line", k.Line)
+			wish.Fatalln(sess, "this key may not open a terminal (no-pty, or restrict without pty, in authorized_keys), and the console needs one")
+			return nil
+		}
 		if _, _, ok := sess.Pty(); !ok {
 			wish.Fatalln(sess, "the console needs a terminal: ssh -t")
 			return nil

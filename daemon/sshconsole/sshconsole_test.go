@@ -3,15 +3,18 @@ package sshconsole_test
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"log/slog"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	gossh "golang.org/x/crypto/ssh"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"wasmbed.io/wasmbed/crds/v1alpha1"
@@ -40,10 +43,28 @@ func keygen(t *testing.T, bin, path string) {
 	}
 }
 
+// logBuffer collects a logger's lines; safe for concurrent use.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
 // startDaemon runs a daemon in the test with the SSH console on a
-// loopback port, and returns the console's address and a client of the
-// API.
-func startDaemon(t *testing.T, dataDir, authorizedKeys string) (string, *client.Client) {
+// loopback port, logging to log, and returns the console's address and a
+// client of the API.
+func startDaemon(t *testing.T, dataDir, authorizedKeys string, log *slog.Logger) (string, *client.Client) {
 	t.Helper()
 	// The sim backend wants a device binary; no board runs here.
 	fake := filepath.Join(t.TempDir(), "wasmbed-device")
@@ -55,6 +76,7 @@ func startDaemon(t *testing.T, dataDir, authorizedKeys string) (string, *client.
 		Listen: "127.0.0.1:0", AuthorizedKeys: authorizedKeys,
 		HostKey: filepath.Join(dataDir, sshconsole.HostKeyFile),
 		Ready:   func(a net.Addr) { sshReady <- a },
+		Logger:  log,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -140,7 +162,11 @@ func (s *tmux) waitFor(what string, cond func() bool) {
 
 // TestSSHConsole logs in with the OpenSSH client inside a detached tmux
 // session at 80x24, sees the devices view, quits with q and sees the
-// session end; then a key not in authorized_keys is refused.
+// session end. The key that logs in carries restrict,pty and a from= that
+// lets loopback in. Then what authorized_keys refuses is refused: a key
+// not in it, a key whose from= excludes 127.0.0.1, a key with no-pty (its
+// session is ended with why) and a key with command= (refused when the
+// file is loaded, and logged).
 func TestSSHConsole(t *testing.T) {
 	sshBin := need(t, "ssh", "openssh-client")
 	keygenBin := need(t, "ssh-keygen", "openssh-client")
@@ -148,20 +174,36 @@ func TestSSHConsole(t *testing.T) {
 
 	dir := t.TempDir()
 	key, stranger := filepath.Join(dir, "id_ed25519"), filepath.Join(dir, "stranger")
-	keygen(t, keygenBin, key)
-	keygen(t, keygenBin, stranger)
-	pub, err := os.ReadFile(key + ".pub")
-	if err != nil {
-		t.Fatal(err)
+	fenced, noPTY, forced := filepath.Join(dir, "fenced"), filepath.Join(dir, "nopty"), filepath.Join(dir, "forced")
+	for _, k := range []string{key, stranger, fenced, noPTY, forced} {
+		keygen(t, keygenBin, k)
+	}
+	pub := func(path string) string {
+		b, err := os.ReadFile(path + ".pub")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
 	}
 	authorized := filepath.Join(dir, "authorized_keys")
-	if err := os.WriteFile(authorized, append([]byte("# the console's users\n\n"), pub...), 0o600); err != nil {
+	lines := "# the console's users\n\n" +
+		`restrict,pty,from="127.0.0.0/8,::1" ` + pub(key) +
+		`from="!127.0.0.1,*" ` + pub(fenced) +
+		"no-pty " + pub(noPTY) +
+		`command="uptime" ` + pub(forced)
+	if err := os.WriteFile(authorized, []byte(lines), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	var logs logBuffer
 	dataDir := filepath.Join(dir, "data")
-	addr, c := startDaemon(t, dataDir, authorized)
+	addr, c := startDaemon(t, dataDir, authorized, slog.New(slog.NewTextHandler(&logs, nil)))
 	if _, err := os.Stat(filepath.Join(dataDir, sshconsole.HostKeyFile)); err != nil {
 		t.Errorf("host key: %v", err)
+	}
+	// The key with command= is refused as the file is loaded.
+	if got := logs.String(); !strings.Contains(got, "ssh authorized key refused") || !strings.Contains(got, "line=6") ||
+		!strings.Contains(got, "command= runs a command") {
+		t.Errorf("the key with command= was not refused at load; the log:\n%s", got)
 	}
 	if _, err := c.CreateDevice(context.Background(), &v1alpha1.Device{
 		ObjectMeta: metav1.ObjectMeta{Name: "ssh-dev", Labels: map[string]string{"room": "lab"}},
@@ -220,17 +262,40 @@ func TestSSHConsole(t *testing.T) {
 		t.Errorf("ssh did not exit with 0; the pane shows:\n%s", sc)
 	}
 
-	// A key not in authorized_keys is refused, and public keys are the
-	// only way in.
-	var stderr bytes.Buffer
-	cmd := exec.Command(sshBin, append([]string{"-T"}, sshArgs(stranger, addr, "-o", "ConnectTimeout=10")...)...)
-	cmd.Stderr = &stderr
-	err = cmd.Run()
-	if err == nil {
-		t.Fatalf("ssh with an unknown key succeeded")
+	// A key not in authorized_keys, one whose from= excludes the
+	// client's address and one with command= are refused, and public
+	// keys are the only way in.
+	for _, k := range []struct{ name, path, log string }{
+		{"an unknown key", stranger, "ssh login refused: unknown key"},
+		{"a key whose from= excludes 127.0.0.1", fenced, `the client's address is not in from=\"!127.0.0.1,*\"`},
+		{"a key with command=", forced, "command= runs a command"},
+	} {
+		var stderr bytes.Buffer
+		cmd := exec.Command(sshBin, append([]string{"-T"}, sshArgs(k.path, addr, "-o", "ConnectTimeout=10")...)...)
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		if err == nil {
+			t.Errorf("ssh with %s succeeded", k.name)
+			continue
+		}
+		if got := stderr.String(); !strings.Contains(got, "Permission denied (publickey)") {
+			t.Errorf("ssh with %s: %v: %s; want Permission denied (publickey)", k.name, err, got)
+		}
+		if got := logs.String(); !strings.Contains(got, k.log) {
+			t.Errorf("ssh with %s: the log does not say %q:\n%s", k.name, k.log, got)
+		}
 	}
-	if got := stderr.String(); !strings.Contains(got, "Permission denied (publickey)") {
-		t.Errorf("ssh with an unknown key: %v: %s; want Permission denied (publickey)", err, got)
+
+	// A key with no-pty logs in, but may not open a terminal: its
+	// session says so and ends.
+	var out bytes.Buffer
+	cmd := exec.Command(sshBin, append([]string{"-tt"}, sshArgs(noPTY, addr, "-o", "ConnectTimeout=10")...)...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err == nil {
+		t.Errorf("ssh with a no-pty key ended well; it said: %s", out.String())
+	}
+	if got := out.String(); !strings.Contains(got, "this key may not open a terminal") {
+		t.Errorf("ssh with a no-pty key said %q, want why it may not open the console", got)
 	}
 }
 
@@ -239,8 +304,18 @@ func TestNewRefuses(t *testing.T) {
 	dir := t.TempDir()
 	empty := filepath.Join(dir, "empty")
 	bad := filepath.Join(dir, "bad")
+	forced := filepath.Join(dir, "forced")
 	os.WriteFile(empty, []byte("# nobody\n"), 0o600)
 	os.WriteFile(bad, []byte("ssh-ed25519 notbase64!\n"), 0o600)
+	pub, _, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := gossh.NewPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(forced, append([]byte(`command="uptime" `), gossh.MarshalAuthorizedKey(k)...), 0o600)
 	hostKey := filepath.Join(dir, sshconsole.HostKeyFile)
 	for _, tc := range []struct {
 		name string
@@ -252,6 +327,7 @@ func TestNewRefuses(t *testing.T) {
 		{"missing keys file", sshconsole.Config{Listen: ":0", AuthorizedKeys: filepath.Join(dir, "none"), HostKey: hostKey}, "no such file"},
 		{"no key in it", sshconsole.Config{Listen: ":0", AuthorizedKeys: empty, HostKey: hostKey}, "no key in it"},
 		{"bad key", sshconsole.Config{Listen: ":0", AuthorizedKeys: bad, HostKey: hostKey}, "line 1"},
+		{"only keys it refuses", sshconsole.Config{Listen: ":0", AuthorizedKeys: forced, HostKey: hostKey}, "no key the console can honour (line 1: option not honoured: command="},
 	} {
 		_, err := sshconsole.New(tc.cfg)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

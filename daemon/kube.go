@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -104,44 +104,32 @@ func eventRecorder(cfg Config) (controller.Recorder, func(), error) {
 // runs on the leader only, stopped when it loses the lease and started
 // again when it wins it back.
 type leadership struct {
-	mu      sync.Mutex
-	leader  string // identity of the current leader as last observed, "" when unknown
-	leading bool   // this daemon's leader work runs
+	leader  atomic.Pointer[string] // identity of the current leader as last observed; nil or "" when unknown
+	leading atomic.Bool            // this daemon's leader work runs
 	self    string
 }
 
 // Leading reports whether this daemon's leader work runs: true from just
 // before a term's work starts until it has returned.
-func (l *leadership) Leading() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.leading
-}
+func (l *leadership) Leading() bool { return l.leading.Load() }
 
-func (l *leadership) setLeading(on bool) {
-	l.mu.Lock()
-	l.leading = on
-	l.mu.Unlock()
-}
-
+// Leader returns the identity of the leader as last observed, "" when
+// unknown.
 func (l *leadership) Leader() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.leader
+	if id := l.leader.Load(); id != nil {
+		return *id
+	}
+	return ""
 }
 
-func (l *leadership) set(leader string) {
-	l.mu.Lock()
-	l.leader = leader
-	l.mu.Unlock()
-}
+func (l *leadership) set(leader string) { l.leader.Store(&leader) }
 
 // run runs work until ctx ends, while this daemon leads.
 func (l *leadership) run(ctx context.Context, cfg Config, log *slog.Logger, work func(context.Context) error) error {
 	if cfg.Store != StoreKubernetes {
 		l.set(l.self)
-		l.setLeading(true)
-		defer l.setLeading(false)
+		l.leading.Store(true)
+		defer l.leading.Store(false)
 		return work(ctx)
 	}
 	cs, err := coordinationv1.NewForConfig(cfg.Kube)
@@ -200,9 +188,9 @@ func (l *leadership) run(ctx context.Context, cfg Config, log *slog.Logger, work
 			return nil
 		case term := <-terms:
 			log.Info("leading", "lease", LeaseName)
-			l.setLeading(true)
+			l.leading.Store(true)
 			err := work(term)
-			l.setLeading(false)
+			l.leading.Store(false)
 			if err != nil && term.Err() == nil {
 				return err
 			}

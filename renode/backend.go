@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -100,6 +101,14 @@ func (spec Spec) validate() error {
 		return fmt.Errorf("start board %s: spec has no identity", spec.Device)
 	}
 	return nil
+}
+
+// lookup returns the board of device in a backend's table, under the lock
+// that guards it; nil when the backend does not run one.
+func lookup[B any](mu *sync.Mutex, boards map[string]*B, device string) *B {
+	mu.Lock()
+	defer mu.Unlock()
+	return boards[device]
 }
 
 // awaitStopped waits until done is closed (a board being stopped is gone)

@@ -699,9 +699,7 @@ func (w dockerInput) Write(p []byte) (int, error) {
 // board is then still being stopped). Its console is closed and keeps the
 // scrollback. Stopping a board this backend does not run returns nil.
 func (d *Docker) Stop(ctx context.Context, device string) error {
-	d.mu.Lock()
-	b := d.boards[device]
-	d.mu.Unlock()
+	b := lookup(&d.mu, d.boards, device)
 	if b == nil {
 		return nil
 	}
@@ -712,9 +710,7 @@ func (d *Docker) Stop(ctx context.Context, device string) error {
 // Status returns the state of the board of device as the engine last
 // reported it; ID is the short id of its container.
 func (d *Docker) Status(device string) Status {
-	d.mu.Lock()
-	b := d.boards[device]
-	d.mu.Unlock()
+	b := lookup(&d.mu, d.boards, device)
 	if b == nil {
 		return Status{Device: device, Backend: dockerName, State: Stopped}
 	}
@@ -725,9 +721,7 @@ func (d *Docker) Status(device string) Status {
 // the backend follows it, the last one (closed, with its scrollback) after
 // it stopped. The error wraps ErrNoBoard for a device never started.
 func (d *Docker) Console(device string) (*Console, error) {
-	d.mu.Lock()
-	b := d.boards[device]
-	d.mu.Unlock()
+	b := lookup(&d.mu, d.boards, device)
 	if b == nil {
 		return nil, fmt.Errorf("console of %s: %w", device, ErrNoBoard)
 	}

@@ -314,9 +314,7 @@ func lastLine(b []byte) string {
 
 // Stop stops the device's board and waits for QEMU to exit.
 func (q *QEMU) Stop(ctx context.Context, device string) error {
-	q.mu.Lock()
-	b := q.boards[device]
-	q.mu.Unlock()
+	b := lookup(&q.mu, q.boards, device)
 	if b == nil {
 		return nil
 	}
@@ -326,9 +324,7 @@ func (q *QEMU) Stop(ctx context.Context, device string) error {
 
 // Status returns the board's state.
 func (q *QEMU) Status(device string) Status {
-	q.mu.Lock()
-	b := q.boards[device]
-	q.mu.Unlock()
+	b := lookup(&q.mu, q.boards, device)
 	if b == nil {
 		return Status{Device: device, Backend: q.Name(), State: Stopped}
 	}
@@ -337,9 +333,7 @@ func (q *QEMU) Status(device string) Status {
 
 // Console returns the board's console (UART0).
 func (q *QEMU) Console(device string) (*Console, error) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	b := q.boards[device]
+	b := lookup(&q.mu, q.boards, device)
 	if b == nil {
 		return nil, fmt.Errorf("console of %s: %w", device, ErrNoBoard)
 	}

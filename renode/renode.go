@@ -470,9 +470,7 @@ func (r *Renode) removeLeftover(b *renodeBoardRun) {
 // board that does not run returns nil; a board that had failed is Stopped
 // afterwards, and the container it kept after it ended is removed.
 func (r *Renode) Stop(ctx context.Context, device string) error {
-	r.mu.Lock()
-	b := r.boards[device]
-	r.mu.Unlock()
+	b := lookup(&r.mu, r.boards, device)
 	if b == nil {
 		return nil
 	}
@@ -490,9 +488,7 @@ func (r *Renode) Stop(ctx context.Context, device string) error {
 // Status returns the state of the board of device; ID is its container's
 // id from its creation until it stops.
 func (r *Renode) Status(device string) Status {
-	r.mu.Lock()
-	b := r.boards[device]
-	r.mu.Unlock()
+	b := lookup(&r.mu, r.boards, device)
 	if b == nil {
 		return Status{Device: device, Backend: r.Name(), State: Stopped}
 	}
@@ -505,9 +501,7 @@ func (r *Renode) Status(device string) Status {
 // container runs, the last run's (closed, with its scrollback) after. The
 // error wraps ErrNoBoard for a device never started.
 func (r *Renode) Console(device string) (*Console, error) {
-	r.mu.Lock()
-	b := r.boards[device]
-	r.mu.Unlock()
+	b := lookup(&r.mu, r.boards, device)
 	if b == nil {
 		return nil, fmt.Errorf("console of %s: %w", device, ErrNoBoard)
 	}

@@ -590,9 +590,7 @@ func readPIDFile(path string) (int, error) {
 // waiting to restart is not restarted. Its console is closed and keeps the
 // scrollback. Stopping a board that does not run returns nil.
 func (s *Sim) Stop(ctx context.Context, device string) error {
-	s.mu.Lock()
-	b := s.boards[device]
-	s.mu.Unlock()
+	b := lookup(&s.mu, s.boards, device)
 	if b == nil {
 		return nil
 	}
@@ -603,9 +601,7 @@ func (s *Sim) Stop(ctx context.Context, device string) error {
 // Status returns the state of the board of device; ID is the pid of its
 // wasmbed-device while it runs.
 func (s *Sim) Status(device string) Status {
-	s.mu.Lock()
-	b := s.boards[device]
-	s.mu.Unlock()
+	b := lookup(&s.mu, s.boards, device)
 	if b == nil {
 		return Status{Device: device, Backend: s.Name(), State: Stopped}
 	}
@@ -618,9 +614,7 @@ func (s *Sim) Status(device string) Status {
 // it runs or restarts, the last run's (closed, with its scrollback) after
 // it stopped. The error wraps ErrNoBoard for a device never started.
 func (s *Sim) Console(device string) (*Console, error) {
-	s.mu.Lock()
-	b := s.boards[device]
-	s.mu.Unlock()
+	b := lookup(&s.mu, s.boards, device)
 	if b == nil {
 		return nil, fmt.Errorf("console of %s: %w", device, ErrNoBoard)
 	}

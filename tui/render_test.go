@@ -465,41 +465,40 @@ func TestTopologyLines(t *testing.T) {
 	c := newCache()
 	c.reset([]v1alpha1.Device{*dev, *b, *lonely}, nil, []v1alpha1.Gateway{*gw}, true)
 
-	var got []string
-	lines := func(f filter, folded map[string]bool) []string {
-		var out []string
-		for _, l := range topologyLines(st, c, f, folded) {
-			out = append(out, l.text)
+	for _, tc := range []struct {
+		name   string
+		filter filter
+		folded map[string]bool
+		want   []string
+	}{
+		{"topology", filter{}, nil, []string{
+			"▾ gw-test  up  1/2 devices online, 1/1 apps running",
+			"├─ ▾ dev-a  Online  mps2-an385",
+			"│  └─ sensor v1  running",
+			"└─ dev-b  Offline  nrf52840-dk",
+			"▾ (no gateway)  0/1 devices online, 0/0 apps running",
+			"└─ dev-c  Pending  frdm-k64f",
+		}},
+		// Folded nodes keep their line, with their counts, and hide the rest.
+		{"folded topology", filter{}, map[string]bool{"dev/dev-a": true, "gw/(no gateway)": true}, []string{
+			"▾ gw-test  up  1/2 devices online, 1/1 apps running",
+			"├─ ▸ dev-a  Online  mps2-an385",
+			"└─ dev-b  Offline  nrf52840-dk",
+			"▸ (no gateway)  0/1 devices online, 0/0 apps running",
+		}},
+		{"filtered topology", parseFilter("room=lab"), nil, []string{
+			"▾ gw-test  up  1/1 devices online, 1/1 apps running",
+			"└─ ▾ dev-a  Online  mps2-an385",
+			"   └─ sensor v1  running",
+		}},
+	} {
+		var got []string
+		for _, l := range topologyLines(st, c, tc.filter, tc.folded) {
+			got = append(got, l.text)
 		}
-		return out
-	}
-	got = lines(filter{}, nil)
-	want := []string{
-		"▾ gw-test  up  1/2 devices online, 1/1 apps running",
-		"├─ ▾ dev-a  Online  mps2-an385",
-		"│  └─ sensor v1  running",
-		"└─ dev-b  Offline  nrf52840-dk",
-		"▾ (no gateway)  0/1 devices online, 0/0 apps running",
-		"└─ dev-c  Pending  frdm-k64f",
-	}
-	if strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Errorf("topology:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
-	}
-	// Folded nodes keep their line, with their counts, and hide the rest.
-	got = lines(filter{}, map[string]bool{"dev/dev-a": true, "gw/(no gateway)": true})
-	want = []string{
-		"▾ gw-test  up  1/2 devices online, 1/1 apps running",
-		"├─ ▸ dev-a  Online  mps2-an385",
-		"└─ dev-b  Offline  nrf52840-dk",
-		"▸ (no gateway)  0/1 devices online, 0/0 apps running",
-	}
-	if strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Errorf("folded topology:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
-	}
-
-	got = lines(parseFilter("room=lab"), nil)
-	if len(got) != 3 || !strings.HasPrefix(got[0], "▾ gw-test  up  1/1") {
-		t.Errorf("filtered topology:\n%s", strings.Join(got, "\n"))
+		if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+			t.Errorf("%s:\n%s\nwant:\n%s", tc.name, strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+		}
 	}
 }
 

@@ -3,7 +3,6 @@ package sshconsole_test
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"log/slog"
 	"net"
 	"os"
@@ -14,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	gossh "golang.org/x/crypto/ssh"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"wasmbed.io/wasmbed/crds/v1alpha1"
@@ -307,15 +305,9 @@ func TestNewRefuses(t *testing.T) {
 	forced := filepath.Join(dir, "forced")
 	os.WriteFile(empty, []byte("# nobody\n"), 0o600)
 	os.WriteFile(bad, []byte("ssh-ed25519 notbase64!\n"), 0o600)
-	pub, _, err := ed25519.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := gossh.NewPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(forced, append([]byte(`command="uptime" `), gossh.MarshalAuthorizedKey(k)...), 0o600)
+	// A valid key (its private half thrown away) that a forced command
+	// makes unusable here.
+	os.WriteFile(forced, []byte(`command="uptime" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAII8EG3c4OSU9/SGrijDpnsrB3vWk8pErf1oIkIXhAzhg someone@host`+"\n"), 0o600)
 	hostKey := filepath.Join(dir, sshconsole.HostKeyFile)
 	for _, tc := range []struct {
 		name string

@@ -20,43 +20,6 @@ var update = flag.Bool("update", false, "rewrite testdata/protocol/link-vectors.
 // decoder (firmware/mcu/test/test_link.c through firmware/mcu/mcu_test.go).
 const vectorsPath = "../../testdata/protocol/link-vectors.json"
 
-// VectorFile is the layout of link-vectors.json (docs/protocol.md, section
-// "Serial link transport").
-type VectorFile struct {
-	Comment string   `json:"comment"`
-	Vectors []Vector `json:"vectors"`
-}
-
-// Vector is one byte stream and what a decoder makes of it. The line goes
-// idle after each element of Stream (and at its end), so a partial frame at
-// the end of an element is dropped.
-type Vector struct {
-	Name       string      `json:"name"`
-	MaxPayload int         `json:"max_payload"` // decoder limit; 0 = 65536
-	Stream     []string    `json:"stream"`      // hex
-	Encode     bool        `json:"encode"`      // Stream[0] is exactly the encoding of the frames
-	Events     []VecEvent  `json:"events"`
-	Stats      VectorStats `json:"stats"`
-	Note       string      `json:"note,omitempty"`
-}
-
-// VecEvent is a delivered frame (Frame, its payload in hex) or a refused
-// too-large header (TooLarge, the length it announced).
-type VecEvent struct {
-	Frame    string `json:"frame,omitempty"`
-	TooLarge uint32 `json:"too_large,omitempty"`
-}
-
-// VectorStats are the decoder's counters after the stream, idle included.
-type VectorStats struct {
-	Frames    uint64 `json:"frames"`
-	Skipped   uint64 `json:"skipped"`
-	BadHeader uint64 `json:"bad_header"`
-	TooLarge  uint64 `json:"too_large"`
-	BadCRC    uint64 `json:"bad_crc"`
-	Truncated uint64 `json:"truncated"`
-}
-
 // Payloads of testdata/protocol/vectors.json.
 const (
 	ackHex       = "a5010102100304040405a0"
@@ -224,13 +187,9 @@ func buildVectors(t *testing.T) []byte {
 // loadVectors reads link-vectors.json.
 func loadVectors(t testing.TB) VectorFile {
 	t.Helper()
-	b, err := os.ReadFile(vectorsPath)
+	f, err := ReadVectors(vectorsPath)
 	if err != nil {
-		t.Fatalf("read link vectors (go test ./firmware/link -run TestVectors -update writes them): %v", err)
-	}
-	var f VectorFile
-	if err := json.Unmarshal(b, &f); err != nil {
-		t.Fatalf("parse %s: %v", vectorsPath, err)
+		t.Fatal(err)
 	}
 	return f
 }

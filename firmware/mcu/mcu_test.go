@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"wasmbed.io/wasmbed/firmware/link"
 )
 
 // The golden files of the protocol (docs/protocol.md, "Conformance" and
@@ -447,37 +449,12 @@ func floatToken(v any) (string, error) {
 
 // ---- link-vectors.json as input of test_link.c ----
 
-type linkVectorFile struct {
-	Vectors []struct {
-		Name       string   `json:"name"`
-		MaxPayload int      `json:"max_payload"`
-		Stream     []string `json:"stream"`
-		Encode     bool     `json:"encode"`
-		Events     []struct {
-			Frame    string `json:"frame"`
-			TooLarge uint32 `json:"too_large"`
-		} `json:"events"`
-		Stats struct {
-			Frames    uint64 `json:"frames"`
-			Skipped   uint64 `json:"skipped"`
-			BadHeader uint64 `json:"bad_header"`
-			TooLarge  uint64 `json:"too_large"`
-			BadCRC    uint64 `json:"bad_crc"`
-			Truncated uint64 `json:"truncated"`
-		} `json:"stats"`
-	} `json:"vectors"`
-}
-
 // linkInput renders link-vectors.json in the record format of test_link.c.
 func linkInput(t *testing.T) []byte {
 	t.Helper()
-	b, err := os.ReadFile(linkVectorsPath)
+	f, err := link.ReadVectors(linkVectorsPath)
 	if err != nil {
-		t.Fatalf("read link vectors (go test ./firmware/link -run TestVectors -update writes them): %v", err)
-	}
-	var f linkVectorFile
-	if err := json.Unmarshal(b, &f); err != nil {
-		t.Fatalf("parse %s: %v", linkVectorsPath, err)
+		t.Fatal(err)
 	}
 	var in bytes.Buffer
 	for _, v := range f.Vectors {

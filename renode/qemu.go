@@ -77,6 +77,17 @@ func NewQEMU(cfg QEMUConfig) (*QEMU, error) {
 			cfg.Firmware = filepath.Join(filepath.Dir(exe), FirmwareFile)
 		}
 	}
+	// QEMU runs in a board's directory, so the paths it is given must not
+	// be relative to the daemon's.
+	var err error
+	if cfg.Dir, err = filepath.Abs(cfg.Dir); err != nil {
+		return nil, fmt.Errorf("qemu backend: %w", err)
+	}
+	if cfg.Firmware != "" {
+		if cfg.Firmware, err = filepath.Abs(cfg.Firmware); err != nil {
+			return nil, fmt.Errorf("qemu backend: %w", err)
+		}
+	}
 	return &QEMU{cfg: cfg, log: log.With("component", "qemu"), boards: map[string]*qemuBoard{}}, nil
 }
 
@@ -208,8 +219,13 @@ func (q *QEMU) run(ctx context.Context, b *qemuBoard, bin, dir string) {
 	b.mu.Lock()
 	b.status.ID = strconv.Itoa(cmd.Process.Pid)
 	b.mu.Unlock()
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	// exited is closed when QEMU has exited, waitErr then says how.
+	exited := make(chan struct{})
+	var waitErr error
+	go func() {
+		waitErr = cmd.Wait()
+		close(exited)
+	}()
 	log := q.log.With("device", b.spec.Device, "pid", cmd.Process.Pid)
 
 	uart0, err := dialUnix(ctx, filepath.Join(dir, "uart0.sock"), exited)
@@ -244,7 +260,6 @@ func (q *QEMU) run(ctx context.Context, b *qemuBoard, bin, dir string) {
 		log.Info("board started", "board", b.spec.Board.Name)
 	}
 
-	var waitErr error
 	ended := ctx.Done()
 	if err != nil {
 		// QEMU waits for the UARTs it serves: a board whose sockets could
@@ -257,12 +272,12 @@ func (q *QEMU) run(ctx context.Context, b *qemuBoard, bin, dir string) {
 	case <-ended:
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 		select {
-		case waitErr = <-exited:
+		case <-exited:
 		case <-time.After(5 * time.Second):
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			waitErr = <-exited
+			<-exited
 		}
-	case waitErr = <-exited:
+	case <-exited:
 	}
 	for _, c := range []net.Conn{uart0, uart1} {
 		if c != nil {
@@ -276,15 +291,18 @@ func (q *QEMU) run(ctx context.Context, b *qemuBoard, bin, dir string) {
 		b.set(Stopped, "stopped")
 		log.Info("board stopped")
 	case err != nil:
-		b.set(Failed, fmt.Sprintf("%v; qemu: %s", err, lastLine(stderr.Bytes())))
+		reason := fmt.Sprintf("%v; qemu: %s", err, lastLine(stderr.Bytes()))
+		b.set(Failed, reason)
+		log.Info("board failed", "reason", reason)
 	default:
-		b.set(Failed, fmt.Sprintf("qemu exited (%v): %s", waitErr, lastLine(stderr.Bytes())))
-		log.Info("board failed", "err", waitErr, "stderr", lastLine(stderr.Bytes()))
+		reason := fmt.Sprintf("qemu exited (%v): %s", waitErr, lastLine(stderr.Bytes()))
+		b.set(Failed, reason)
+		log.Info("board failed", "reason", reason)
 	}
 }
 
 // dialUnix connects to a socket QEMU serves, waiting for it to appear.
-func dialUnix(ctx context.Context, path string, exited <-chan error) (net.Conn, error) {
+func dialUnix(ctx context.Context, path string, exited <-chan struct{}) (net.Conn, error) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		c, err := net.Dial("unix", path)
@@ -294,8 +312,8 @@ func dialUnix(ctx context.Context, path string, exited <-chan error) (net.Conn, 
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case err := <-exited:
-			return nil, fmt.Errorf("qemu exited before serving %s: %v", filepath.Base(path), err)
+		case <-exited:
+			return nil, fmt.Errorf("qemu exited before serving %s", filepath.Base(path))
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {

@@ -34,6 +34,15 @@ func buildFirmware(tb testing.TB) string {
 	return filepath.Join(build, "wasmbed-mcu.elf")
 }
 
+func mustGetwd(t *testing.T) string {
+	t.Helper()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return wd
+}
+
 // moduleFile is a sample app of testdata/apps as a gateway module.
 func moduleFile(t *testing.T, file, app, version string) gateway.Module {
 	t.Helper()
@@ -52,7 +61,12 @@ func moduleFile(t *testing.T, file, app, version string) gateway.Module {
 func TestQEMUBoard(t *testing.T) {
 	fw := buildFirmware(t)
 	tg := startDockerTestGateway(t)
-	q, err := NewQEMU(QEMUConfig{Firmware: fw, Dir: t.TempDir()})
+	// A relative working directory, as the daemon's default data dir is.
+	dir, err := filepath.Rel(mustGetwd(t), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := NewQEMU(QEMUConfig{Firmware: fw, Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,6 +171,36 @@ func TestQEMUBoard(t *testing.T) {
 		t.Errorf("qemu (pid %d) still runs after Stop", pid)
 	}
 	tg.events.wait(t, "mcu-1 offline", func(e gateway.Event) bool { return e.Type == gateway.EventOffline && e.Device == "mcu-1" })
+}
+
+// TestQEMUBoardExitsEarly gives the real qemu-system-arm a firmware path it
+// cannot load (a directory): QEMU exits before it serves the UARTs. The board fails with
+// QEMU's own reason, and Stop and Run return.
+func TestQEMUBoardExitsEarly(t *testing.T) {
+	if _, err := exec.LookPath("qemu-system-arm"); err != nil {
+		t.Skipf("qemu-system-arm not installed (Debian: qemu-system-arm): %v", err)
+	}
+	tg := startDockerTestGateway(t)
+	fw := filepath.Join(t.TempDir(), "not-firmware.elf")
+	if err := os.Mkdir(fw, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	q, err := NewQEMU(QEMUConfig{Firmware: fw, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runTestBackend(t, q)
+	if err := q.Start(context.Background(), tg.spec(t, "mcu-bad", "mps2-an385")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "mcu-bad failed", func() bool { return q.Status("mcu-bad").State == Failed })
+	if st := q.Status("mcu-bad"); !strings.Contains(st.Reason, "qemu") || !strings.Contains(st.Reason, "not-firmware.elf") {
+		t.Errorf("Status = %+v, want a reason from qemu naming the firmware file", st)
+	}
+	if err := q.Stop(context.Background(), "mcu-bad"); err != nil {
+		t.Errorf("Stop: %v", err)
+	}
+	stop()
 }
 
 // BenchmarkQEMUIdleCPU measures the host CPU an idle qemu board costs:

@@ -86,16 +86,17 @@ static cbor_err read_head(cbor_dec *d, head *h)
 	return CBOR_OK;
 }
 
+/* Reads the head of a value: anything but a tag. */
+static cbor_err read_value(cbor_dec *d, head *h)
+{
+	CBOR_TRY(read_head(d, h));
+	return h->major == CBOR_MAJOR_TAG ? CBOR_ERR_TAG : CBOR_OK;
+}
+
 /* Reads a head of the wanted major type. */
 static cbor_err read_typed(cbor_dec *d, uint8_t major, head *h)
 {
-	cbor_err err = read_head(d, h);
-	if (err != CBOR_OK) {
-		return err;
-	}
-	if (h->major == CBOR_MAJOR_TAG) {
-		return CBOR_ERR_TAG;
-	}
+	CBOR_TRY(read_value(d, h));
 	return h->major == major ? CBOR_OK : CBOR_ERR_TYPE;
 }
 
@@ -117,52 +118,33 @@ bool cbor_read_null(cbor_dec *d)
 	return false;
 }
 
+/* Reads the head of an integer (major type 0 or 1). */
+static cbor_err read_integer(cbor_dec *d, head *h)
+{
+	CBOR_TRY(read_value(d, h));
+	return h->major <= CBOR_MAJOR_NEGINT ? CBOR_OK : CBOR_ERR_TYPE;
+}
+
 cbor_err cbor_read_uint(cbor_dec *d, uint64_t max, uint64_t *v)
 {
 	head h;
-	cbor_err err = read_head(d, &h);
-	if (err != CBOR_OK) {
-		return err;
-	}
-	switch (h.major) {
-	case CBOR_MAJOR_UINT:
-		if (h.arg > max) {
-			return CBOR_ERR_RANGE;
-		}
-		*v = h.arg;
-		return CBOR_OK;
-	case CBOR_MAJOR_NEGINT:
+	CBOR_TRY(read_integer(d, &h));
+	if (h.major == CBOR_MAJOR_NEGINT || h.arg > max) {
 		return CBOR_ERR_RANGE;
-	case CBOR_MAJOR_TAG:
-		return CBOR_ERR_TAG;
 	}
-	return CBOR_ERR_TYPE;
+	*v = h.arg;
+	return CBOR_OK;
 }
 
 cbor_err cbor_read_int(cbor_dec *d, int64_t *v)
 {
 	head h;
-	cbor_err err = read_head(d, &h);
-	if (err != CBOR_OK) {
-		return err;
+	CBOR_TRY(read_integer(d, &h));
+	if (h.arg > (uint64_t)INT64_MAX) {
+		return CBOR_ERR_RANGE;
 	}
-	switch (h.major) {
-	case CBOR_MAJOR_UINT:
-		if (h.arg > (uint64_t)INT64_MAX) {
-			return CBOR_ERR_RANGE;
-		}
-		*v = (int64_t)h.arg;
-		return CBOR_OK;
-	case CBOR_MAJOR_NEGINT:
-		if (h.arg > (uint64_t)INT64_MAX) {
-			return CBOR_ERR_RANGE;
-		}
-		*v = -1 - (int64_t)h.arg;
-		return CBOR_OK;
-	case CBOR_MAJOR_TAG:
-		return CBOR_ERR_TAG;
-	}
-	return CBOR_ERR_TYPE;
+	*v = h.major == CBOR_MAJOR_UINT ? (int64_t)h.arg : -1 - (int64_t)h.arg;
+	return CBOR_OK;
 }
 
 /* Builds a double from its fields without floating-point arithmetic (the
@@ -205,10 +187,7 @@ static double widen_float(uint64_t bits, unsigned mbits, unsigned ebits, int bia
 cbor_err cbor_read_float(cbor_dec *d, double *v)
 {
 	head h;
-	cbor_err err = read_head(d, &h);
-	if (err != CBOR_OK) {
-		return err;
-	}
+	CBOR_TRY(read_value(d, &h));
 	switch (h.major) {
 	case CBOR_MAJOR_UINT:
 		*v = (double)h.arg;
@@ -217,8 +196,6 @@ cbor_err cbor_read_float(cbor_dec *d, double *v)
 		/* -1 - arg, computed so that arg = 2^64 - 1 does not overflow. */
 		*v = -1.0 - (double)h.arg;
 		return CBOR_OK;
-	case CBOR_MAJOR_TAG:
-		return CBOR_ERR_TAG;
 	case CBOR_MAJOR_SIMPLE:
 		switch (h.ai) {
 		case 25:
@@ -239,10 +216,7 @@ cbor_err cbor_read_float(cbor_dec *d, double *v)
 cbor_err cbor_read_bool(cbor_dec *d, bool *v)
 {
 	head h;
-	cbor_err err = read_typed(d, CBOR_MAJOR_SIMPLE, &h);
-	if (err != CBOR_OK) {
-		return err;
-	}
+	CBOR_TRY(read_typed(d, CBOR_MAJOR_SIMPLE, &h));
 	if (h.ai != 20 && h.ai != 21) {
 		return CBOR_ERR_TYPE;
 	}
@@ -262,27 +236,23 @@ static cbor_err string_body(cbor_dec *d, const head *h, const uint8_t **p, size_
 	return CBOR_OK;
 }
 
-cbor_err cbor_read_bytes(cbor_dec *d, const uint8_t **p, size_t *n)
+/* A byte or text string, by its major type. */
+static cbor_err read_string(cbor_dec *d, uint8_t major, const uint8_t **p, size_t *n)
 {
 	head h;
-	cbor_err err = read_typed(d, CBOR_MAJOR_BYTES, &h);
-	if (err != CBOR_OK) {
-		return err;
-	}
+	CBOR_TRY(read_typed(d, major, &h));
 	return string_body(d, &h, p, n);
+}
+
+cbor_err cbor_read_bytes(cbor_dec *d, const uint8_t **p, size_t *n)
+{
+	return read_string(d, CBOR_MAJOR_BYTES, p, n);
 }
 
 cbor_err cbor_read_text(cbor_dec *d, const char **p, size_t *n)
 {
-	head h;
 	const uint8_t *s;
-	cbor_err err = read_typed(d, CBOR_MAJOR_TEXT, &h);
-	if (err == CBOR_OK) {
-		err = string_body(d, &h, &s, n);
-	}
-	if (err != CBOR_OK) {
-		return err;
-	}
+	CBOR_TRY(read_string(d, CBOR_MAJOR_TEXT, &s, n));
 	if (!cbor_utf8_valid(s, *n)) {
 		return CBOR_ERR_UTF8;
 	}
@@ -293,10 +263,7 @@ cbor_err cbor_read_text(cbor_dec *d, const char **p, size_t *n)
 static cbor_err enter(cbor_dec *d, uint8_t major, size_t *n)
 {
 	head h;
-	cbor_err err = read_typed(d, major, &h);
-	if (err != CBOR_OK) {
-		return err;
-	}
+	CBOR_TRY(read_typed(d, major, &h));
 	if (major == CBOR_MAJOR_ARRAY && h.arg > CBOR_MAX_ARRAY) {
 		return CBOR_ERR_ARRAY_LEN;
 	}
@@ -345,10 +312,7 @@ cbor_err cbor_skip(cbor_dec *d)
 		}
 		todo--;
 		head h;
-		cbor_err err = read_head(d, &h);
-		if (err != CBOR_OK) {
-			return err;
-		}
+		CBOR_TRY(read_head(d, &h));
 		switch (h.major) {
 		case CBOR_MAJOR_UINT:
 		case CBOR_MAJOR_NEGINT:
@@ -358,10 +322,7 @@ cbor_err cbor_skip(cbor_dec *d)
 		case CBOR_MAJOR_TEXT: {
 			const uint8_t *p;
 			size_t n;
-			err = string_body(d, &h, &p, &n);
-			if (err != CBOR_OK) {
-				return err;
-			}
+			CBOR_TRY(string_body(d, &h, &p, &n));
 			break;
 		}
 		case CBOR_MAJOR_ARRAY:
@@ -389,10 +350,8 @@ cbor_err cbor_skip(cbor_dec *d)
 cbor_err cbor_read_key(cbor_dec *d, cbor_key *k)
 {
 	uint8_t major;
-	cbor_err err = cbor_peek_major(d, &major);
-	if (err != CBOR_OK) {
-		return err;
-	}
+	cbor_err err;
+	CBOR_TRY(cbor_peek_major(d, &major));
 	switch (major) {
 	case CBOR_MAJOR_UINT:
 	case CBOR_MAJOR_NEGINT:
@@ -410,8 +369,8 @@ cbor_err cbor_read_key(cbor_dec *d, cbor_key *k)
 	}
 	/* Still refuse what is not well formed with its own error. */
 	head h;
-	err = read_head(d, &h);
-	return err != CBOR_OK ? err : CBOR_ERR_KEY;
+	CBOR_TRY(read_head(d, &h));
+	return CBOR_ERR_KEY;
 }
 
 bool cbor_key_equal(const cbor_key *a, const cbor_key *b)
@@ -501,30 +460,9 @@ static uint8_t *reserve(cbor_enc *e, size_t n)
 	return p;
 }
 
-/* A head in its shortest form. */
-static void write_head(cbor_enc *e, uint8_t major, uint64_t arg)
+/* The initial byte ib, then the n low bytes of arg, big-endian. */
+static void write_raw(cbor_enc *e, uint8_t ib, uint64_t arg, size_t n)
 {
-	uint8_t ib = (uint8_t)(major << 5);
-	size_t n;
-	if (arg < 24) {
-		uint8_t *p = reserve(e, 1);
-		if (p != NULL) {
-			p[0] = (uint8_t)(ib | arg);
-		}
-		return;
-	} else if (arg <= 0xff) {
-		ib |= 24;
-		n = 1;
-	} else if (arg <= 0xffff) {
-		ib |= 25;
-		n = 2;
-	} else if (arg <= 0xffffffffu) {
-		ib |= 26;
-		n = 4;
-	} else {
-		ib |= 27;
-		n = 8;
-	}
 	uint8_t *p = reserve(e, 1 + n);
 	if (p == NULL) {
 		return;
@@ -533,6 +471,18 @@ static void write_head(cbor_enc *e, uint8_t major, uint64_t arg)
 	for (size_t i = 0; i < n; i++) {
 		p[n - i] = (uint8_t)(arg >> (8 * i));
 	}
+}
+
+/* A head in its shortest form. */
+static void write_head(cbor_enc *e, uint8_t major, uint64_t arg)
+{
+	uint8_t ib = (uint8_t)(major << 5);
+	if (arg < 24) {
+		write_raw(e, (uint8_t)(ib | arg), 0, 0);
+		return;
+	}
+	uint8_t ai = arg <= 0xff ? 24 : arg <= 0xffff ? 25 : arg <= 0xffffffffu ? 26 : 27;
+	write_raw(e, (uint8_t)(ib | ai), arg, (size_t)1 << (ai - 24)); /* 1, 2, 4 or 8 bytes */
 }
 
 void cbor_write_uint(cbor_enc *e, uint64_t v)
@@ -554,40 +504,21 @@ void cbor_write_float(cbor_enc *e, double v)
 	uint64_t bits;
 	memcpy(&bits, &v, sizeof bits);
 	if (((bits >> 52) & 0x7ff) == 0x7ff) {
-		uint8_t *p = reserve(e, 3);
-		if (p == NULL) {
-			return;
-		}
 		bool nan = (bits & (((uint64_t)1 << 52) - 1u)) != 0;
-		p[0] = 0xf9;
-		p[1] = nan ? 0x7e : (bits >> 63) ? 0xfc : 0x7c;
-		p[2] = 0x00;
+		write_raw(e, 0xf9, nan ? 0x7e00 : (bits >> 63) ? 0xfc00 : 0x7c00, 2);
 		return;
 	}
-	uint8_t *p = reserve(e, 9);
-	if (p == NULL) {
-		return;
-	}
-	p[0] = 0xfb;
-	for (size_t i = 0; i < 8; i++) {
-		p[8 - i] = (uint8_t)(bits >> (8 * i));
-	}
+	write_raw(e, 0xfb, bits, 8);
 }
 
 void cbor_write_bool(cbor_enc *e, bool v)
 {
-	uint8_t *p = reserve(e, 1);
-	if (p != NULL) {
-		p[0] = v ? 0xf5 : 0xf4;
-	}
+	write_raw(e, v ? 0xf5 : 0xf4, 0, 0);
 }
 
 void cbor_write_null(cbor_enc *e)
 {
-	uint8_t *p = reserve(e, 1);
-	if (p != NULL) {
-		p[0] = 0xf6;
-	}
+	write_raw(e, 0xf6, 0, 0);
 }
 
 static void write_string(cbor_enc *e, uint8_t major, const void *p, size_t n)
@@ -609,24 +540,24 @@ void cbor_write_text(cbor_enc *e, const char *p, size_t n)
 	write_string(e, CBOR_MAJOR_TEXT, p, n);
 }
 
-void cbor_write_array(cbor_enc *e, size_t n)
+/* The head of an array or map of n elements, at most max. */
+static void write_container(cbor_enc *e, uint8_t major, size_t n, size_t max)
 {
-	if (n > CBOR_MAX_ARRAY) {
+	if (n > max) {
 		if (e->err == CBOR_OK) {
 			e->err = CBOR_ERR_ARG;
 		}
 		return;
 	}
-	write_head(e, CBOR_MAJOR_ARRAY, n);
+	write_head(e, major, n);
+}
+
+void cbor_write_array(cbor_enc *e, size_t n)
+{
+	write_container(e, CBOR_MAJOR_ARRAY, n, CBOR_MAX_ARRAY);
 }
 
 void cbor_write_map(cbor_enc *e, size_t pairs)
 {
-	if (pairs > CBOR_MAX_MAP_PAIRS) {
-		if (e->err == CBOR_OK) {
-			e->err = CBOR_ERR_ARG;
-		}
-		return;
-	}
-	write_head(e, CBOR_MAJOR_MAP, pairs);
+	write_container(e, CBOR_MAJOR_MAP, pairs, CBOR_MAX_MAP_PAIRS);
 }

@@ -49,6 +49,16 @@ typedef enum {
 /* Short English description of e, for logs. Never NULL. */
 const char *cbor_strerror(cbor_err e);
 
+/* Returns the error of x from the calling function unless it is CBOR_OK:
+ * decoding stops at the first error. */
+#define CBOR_TRY(x)                     \
+	do {                                \
+		cbor_err err_ = (x);            \
+		if (err_ != CBOR_OK) {          \
+			return err_;                \
+		}                               \
+	} while (0)
+
 /* Major types (RFC 8949 section 3.1). */
 enum {
 	CBOR_MAJOR_UINT = 0,

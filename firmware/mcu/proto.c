@@ -9,19 +9,11 @@
  * checks the structural rules of the whole payload (no tags or indefinite
  * lengths, nesting, array and map limits) whatever the message type, as the
  * Go reference does before it looks at the type. The body pass then decodes
- * the body of a known type field by field.
+ * the body of a known type by its layout (see "message layouts").
  */
 #include "proto.h"
 
 #include <string.h>
-
-#define TRY(x)                          \
-	do {                                \
-		cbor_err err_ = (x);            \
-		if (err_ != CBOR_OK) {          \
-			return err_;                \
-		}                               \
-	} while (0)
 
 const char *proto_strerror(proto_err e)
 {
@@ -78,6 +70,155 @@ bool proto_valid_name(const char *s, size_t n)
 	return true;
 }
 
+/* ---- message layouts ---- */
+
+/*
+ * Every body, and the AppInfo and Limits maps nested in them, is a map with
+ * keys 1..n that stands for a struct. Its layout says per key how the value
+ * is coded and where it lives, so that one loop decodes and one loop encodes
+ * every message. The tables are const: they stay in flash.
+ */
+enum {
+	K_U8, K_U16, K_U32, K_U64, /* unsigned integers of 1 << kind bytes */
+	K_I64,
+	K_TEXT,
+	K_BYTES,
+	K_LIMITS, /* Deploy.Limits, a nested map */
+	K_CAPS,   /* Hello.Capabilities, an array of text */
+	K_APPS,   /* Hello.Apps, an array of AppInfo maps */
+	K_VALUES, /* Telemetry.Values, a map of names to floats */
+	K_OPT = 0x80 /* with a kind: the encoder omits the value when zero */
+};
+
+typedef struct {
+	uint8_t kind; /* K_*, maybe | K_OPT */
+	uint16_t off; /* of the member in its struct */
+} member;
+
+typedef struct {
+	const member *m; /* m[k - 1] is key k */
+	uint8_t n;
+} layout;
+
+_Static_assert(sizeof(proto_msg) <= UINT16_MAX, "member offsets fit uint16_t");
+
+/* Bytes of a member of a kind. M refuses to build an entry whose member
+ * has another size, which catches most slips in the tables below. */
+#define KIND_SIZE(k)                                            \
+	((k) <= K_U64      ? 1u << (k)                              \
+	 : (k) == K_I64    ? sizeof(int64_t)                        \
+	 : (k) <= K_BYTES  ? sizeof(proto_text) /* = bytes */       \
+	 : (k) == K_LIMITS ? sizeof(proto_limits)                   \
+	 : (k) == K_CAPS   ? sizeof(proto_text[PROTO_MAX_CAPS])     \
+	 : (k) == K_APPS   ? sizeof(proto_app_info[PROTO_MAX_APPS]) \
+	                   : sizeof(proto_value[PROTO_MAX_VALUES]))
+#define M(kind, type, name)                    \
+	{(kind), (uint16_t)(offsetof(type, name) + \
+	                    0 * sizeof(char[KIND_SIZE((kind) & ~K_OPT) == sizeof(((type *)0)->name) ? 1 : -1]))}
+#define LAYOUT(a) {(a), (uint8_t)(sizeof(a) / sizeof((a)[0]))}
+
+#define O K_OPT
+static const member app_info_m[] = {
+	M(K_TEXT, proto_app_info, app), M(K_TEXT, proto_app_info, version), M(K_BYTES, proto_app_info, sha256),
+	M(K_U8, proto_app_info, state), M(K_TEXT | O, proto_app_info, reason), M(K_TEXT | O, proto_app_info, previous),
+	M(K_U64 | O, proto_app_info, received),
+};
+static const member hello_m[] = {
+	M(K_TEXT, proto_hello, device), M(K_TEXT | O, proto_hello, board), M(K_CAPS | O, proto_hello, caps),
+	M(K_TEXT | O, proto_hello, firmware), M(K_APPS | O, proto_hello, apps), M(K_U16, proto_hello, min_version),
+	M(K_U16, proto_hello, max_version), M(K_U64 | O, proto_hello, max_module), M(K_I64 | O, proto_hello, cert_expiry),
+};
+static const member welcome_m[] = {
+	M(K_U16, proto_welcome, version), M(K_U32, proto_welcome, heartbeat_ms), M(K_U32, proto_welcome, timeout_ms),
+	M(K_U32, proto_welcome, max_frame), M(K_I64, proto_welcome, server_time),
+};
+static const member enroll_request_m[] = {
+	M(K_TEXT, proto_enroll_request, token), M(K_BYTES, proto_enroll_request, csr),
+};
+static const member enroll_response_m[] = {
+	M(K_TEXT, proto_enroll_response, device), M(K_BYTES, proto_enroll_response, cert),
+	M(K_BYTES, proto_enroll_response, ca),
+};
+static const member heartbeat_m[] = {
+	M(K_U64, proto_heartbeat, seq), M(K_U64 | O, proto_heartbeat, uptime_ms), M(K_U64 | O, proto_heartbeat, rtt_micro),
+};
+static const member heartbeat_ack_m[] = {M(K_I64, proto_heartbeat_ack, server_time)};
+static const member limits_m[] = {
+	M(K_U32 | O, proto_limits, memory_pages), M(K_U32 | O, proto_limits, call_ms), M(K_U32 | O, proto_limits, period_ms),
+};
+static const member deploy_m[] = {
+	M(K_TEXT, proto_deploy, app), M(K_TEXT, proto_deploy, version), M(K_BYTES, proto_deploy, sha256),
+	M(K_U64, proto_deploy, size), M(K_LIMITS | O, proto_deploy, limits),
+};
+static const member chunk_m[] = {
+	M(K_TEXT, proto_chunk, app), M(K_BYTES, proto_chunk, sha256), M(K_U64, proto_chunk, offset),
+	M(K_BYTES, proto_chunk, data),
+};
+static const member deploy_status_m[] = {
+	M(K_TEXT, proto_deploy_status, app), M(K_TEXT, proto_deploy_status, version),
+	M(K_BYTES, proto_deploy_status, sha256), M(K_U8, proto_deploy_status, state),
+	M(K_U64, proto_deploy_status, received), M(K_TEXT | O, proto_deploy_status, reason),
+};
+static const member app_ref_m[] = {M(K_TEXT, proto_app_ref, app)};
+static const member telemetry_m[] = {
+	M(K_TEXT, proto_telemetry, app), M(K_VALUES, proto_telemetry, values), M(K_I64, proto_telemetry, time_ms),
+};
+static const member console_m[] = {M(K_BYTES, proto_console, data), M(K_TEXT | O, proto_console, app)};
+static const member error_m[] = {M(K_U16, proto_error, code), M(K_TEXT | O, proto_error, text)};
+static const member renew_request_m[] = {M(K_BYTES, proto_renew_request, csr)};
+static const member renew_response_m[] = {M(K_BYTES, proto_renew_response, cert)};
+/* Keys 1 to 4 of the envelope; the body (5) is read in a second pass. */
+static const member envelope_m[] = {
+	M(K_U16, proto_msg, version), M(K_U16, proto_msg, type), M(K_U64, proto_msg, id), M(K_U64, proto_msg, re),
+};
+#undef O
+
+/* The body of each message type; Ack has no fields. */
+static const layout bodies[] = {
+	[PROTO_HELLO] = LAYOUT(hello_m),
+	[PROTO_WELCOME] = LAYOUT(welcome_m),
+	[PROTO_ENROLL_REQUEST] = LAYOUT(enroll_request_m),
+	[PROTO_ENROLL_RESPONSE] = LAYOUT(enroll_response_m),
+	[PROTO_HEARTBEAT] = LAYOUT(heartbeat_m),
+	[PROTO_HEARTBEAT_ACK] = LAYOUT(heartbeat_ack_m),
+	[PROTO_DEPLOY] = LAYOUT(deploy_m),
+	[PROTO_CHUNK] = LAYOUT(chunk_m),
+	[PROTO_DEPLOY_STATUS] = LAYOUT(deploy_status_m),
+	[PROTO_START] = LAYOUT(app_ref_m),
+	[PROTO_STOP] = LAYOUT(app_ref_m),
+	[PROTO_ROLLBACK] = LAYOUT(app_ref_m),
+	[PROTO_APP_STATUS] = LAYOUT(app_info_m),
+	[PROTO_TELEMETRY] = LAYOUT(telemetry_m),
+	[PROTO_CONSOLE] = LAYOUT(console_m),
+	[PROTO_ACK] = {NULL, 0},
+	[PROTO_ERROR] = LAYOUT(error_m),
+	[PROTO_RENEW_REQUEST] = LAYOUT(renew_request_m),
+	[PROTO_RENEW_RESPONSE] = LAYOUT(renew_response_m),
+};
+_Static_assert(sizeof bodies / sizeof bodies[0] == sizeof type_names / sizeof type_names[0], "a body per type");
+
+static const layout limits_l = LAYOUT(limits_m);
+
+static uint64_t load_uint(unsigned kind, const void *p)
+{
+	switch (kind) {
+	case K_U8: return *(const uint8_t *)p;
+	case K_U16: return *(const uint16_t *)p;
+	case K_U32: return *(const uint32_t *)p;
+	}
+	return *(const uint64_t *)p; /* K_U64, and K_I64 for a test of zero */
+}
+
+static void store_uint(unsigned kind, void *p, uint64_t v)
+{
+	switch (kind) {
+	case K_U8: *(uint8_t *)p = (uint8_t)v; return;
+	case K_U16: *(uint16_t *)p = (uint16_t)v; return;
+	case K_U32: *(uint32_t *)p = (uint32_t)v; return;
+	}
+	*(uint64_t *)p = v;
+}
+
 /* ---- decoding ---- */
 
 /* Reports CBOR_ERR_DUP_KEY when a key of the map whose first key is at first,
@@ -90,11 +231,11 @@ static cbor_err dup_before(const cbor_dec *d, const uint8_t *first, const uint8_
 	r.p = first;
 	while (r.p < at) {
 		cbor_key prev;
-		TRY(cbor_read_key(&r, &prev));
+		CBOR_TRY(cbor_read_key(&r, &prev));
 		if (cbor_key_equal(&prev, k)) {
 			return CBOR_ERR_DUP_KEY;
 		}
-		TRY(cbor_skip(&r));
+		CBOR_TRY(cbor_skip(&r));
 	}
 	return CBOR_OK;
 }
@@ -111,7 +252,7 @@ typedef struct {
 static cbor_err fields_begin(cbor_dec *d, fields *f, unsigned known)
 {
 	size_t n;
-	TRY(cbor_enter_map(d, &n));
+	CBOR_TRY(cbor_enter_map(d, &n));
 	f->d = d;
 	f->first = d->p;
 	f->left = n;
@@ -129,7 +270,7 @@ static cbor_err fields_next(fields *f, unsigned *key)
 		f->left--;
 		const uint8_t *at = f->d->p;
 		cbor_key k;
-		TRY(cbor_read_key(f->d, &k));
+		CBOR_TRY(cbor_read_key(f->d, &k));
 		if (!k.is_text && k.i >= 1 && k.i <= (int64_t)f->known) {
 			uint32_t bit = (uint32_t)1 << k.i;
 			if (f->seen & bit) {
@@ -139,370 +280,120 @@ static cbor_err fields_next(fields *f, unsigned *key)
 			*key = (unsigned)k.i;
 			return CBOR_OK;
 		}
-		TRY(dup_before(f->d, f->first, at, &k));
-		TRY(cbor_skip(f->d));
+		CBOR_TRY(dup_before(f->d, f->first, at, &k));
+		CBOR_TRY(cbor_skip(f->d));
 	}
 	cbor_leave(f->d);
 	*key = 0;
 	return CBOR_OK;
 }
 
-/* Field readers: null or undefined is the zero value. */
-
-static cbor_err get_uint(cbor_dec *d, uint64_t max, uint64_t *v)
+/* A value of a kind up to K_BYTES into *p. Null or undefined is an absent
+ * value: *p keeps the zero it holds. */
+static cbor_err dec_scalar(cbor_dec *d, unsigned kind, void *p)
 {
 	if (cbor_read_null(d)) {
-		*v = 0;
 		return CBOR_OK;
 	}
-	return cbor_read_uint(d, max, v);
-}
-
-static cbor_err get_u8(cbor_dec *d, uint8_t *v)
-{
-	uint64_t x;
-	TRY(get_uint(d, UINT8_MAX, &x));
-	*v = (uint8_t)x;
+	switch (kind) {
+	case K_I64: return cbor_read_int(d, p);
+	case K_TEXT: {
+		proto_text *t = p;
+		return cbor_read_text(d, &t->p, &t->n);
+	}
+	case K_BYTES: {
+		proto_bytes *b = p;
+		return cbor_read_bytes(d, &b->p, &b->n);
+	}
+	}
+	uint64_t v;
+	CBOR_TRY(cbor_read_uint(d, UINT64_MAX >> (64 - (8u << kind)), &v));
+	store_uint(kind, p, v);
 	return CBOR_OK;
 }
 
-static cbor_err get_u16(cbor_dec *d, uint16_t *v)
-{
-	uint64_t x;
-	TRY(get_uint(d, UINT16_MAX, &x));
-	*v = (uint16_t)x;
-	return CBOR_OK;
-}
+static cbor_err dec_list(cbor_dec *d, bool apps, proto_hello *h, bool *limit);
+static cbor_err dec_values(cbor_dec *d, proto_telemetry *t, bool *limit);
 
-static cbor_err get_u32(cbor_dec *d, uint32_t *v)
+/* A map into the struct at base, by its layout. Nested maps hold only
+ * scalars, so this recurses once at most. Null is an absent map, as for
+ * every value below. */
+static cbor_err dec_map(cbor_dec *d, const layout *l, void *base, bool *limit)
 {
-	uint64_t x;
-	TRY(get_uint(d, UINT32_MAX, &x));
-	*v = (uint32_t)x;
-	return CBOR_OK;
-}
-
-static cbor_err get_u64(cbor_dec *d, uint64_t *v)
-{
-	return get_uint(d, UINT64_MAX, v);
-}
-
-static cbor_err get_i64(cbor_dec *d, int64_t *v)
-{
-	if (cbor_read_null(d)) {
-		*v = 0;
-		return CBOR_OK;
-	}
-	return cbor_read_int(d, v);
-}
-
-static cbor_err get_text(cbor_dec *d, proto_text *t)
-{
-	t->p = NULL;
-	t->n = 0;
-	if (cbor_read_null(d)) {
-		return CBOR_OK;
-	}
-	return cbor_read_text(d, &t->p, &t->n);
-}
-
-static cbor_err get_bytes(cbor_dec *d, proto_bytes *b)
-{
-	b->p = NULL;
-	b->n = 0;
-	if (cbor_read_null(d)) {
-		return CBOR_OK;
-	}
-	return cbor_read_bytes(d, &b->p, &b->n);
-}
-
-static cbor_err get_float(cbor_dec *d, double *v)
-{
-	if (cbor_read_null(d)) {
-		*v = 0;
-		return CBOR_OK;
-	}
-	return cbor_read_float(d, v);
-}
-
-/* AppInfo; *a must be zero on entry. */
-static cbor_err dec_app_info(cbor_dec *d, proto_app_info *a)
-{
-	if (cbor_read_null(d)) {
-		return CBOR_OK;
-	}
 	fields f;
 	unsigned k;
-	TRY(fields_begin(d, &f, 7));
+	if (cbor_read_null(d)) {
+		return CBOR_OK;
+	}
+	CBOR_TRY(fields_begin(d, &f, l->n));
 	for (;;) {
-		TRY(fields_next(&f, &k));
-		switch (k) {
-		case 0: return CBOR_OK;
-		case 1: TRY(get_text(d, &a->app)); break;
-		case 2: TRY(get_text(d, &a->version)); break;
-		case 3: TRY(get_bytes(d, &a->sha256)); break;
-		case 4: TRY(get_u8(d, &a->state)); break;
-		case 5: TRY(get_text(d, &a->reason)); break;
-		case 6: TRY(get_text(d, &a->previous)); break;
-		case 7: TRY(get_u64(d, &a->received)); break;
+		CBOR_TRY(fields_next(&f, &k));
+		if (k == 0) {
+			return CBOR_OK;
 		}
+		const member *m = &l->m[k - 1];
+		unsigned kind = m->kind & ~K_OPT;
+		void *p = (uint8_t *)base + m->off;
+		cbor_err c;
+		switch (kind) {
+		case K_LIMITS: c = dec_map(d, &limits_l, p, limit); break;
+		case K_CAPS:
+		case K_APPS: c = dec_list(d, kind == K_APPS, base, limit); break;
+		case K_VALUES: c = dec_values(d, base, limit); break;
+		default: c = dec_scalar(d, kind, p);
+		}
+		CBOR_TRY(c);
 	}
 }
 
-/* Hello.Capabilities: elements past PROTO_MAX_CAPS are checked, not kept. */
-static cbor_err dec_caps(cbor_dec *d, proto_hello *h, bool *limit)
+/* Hello.Capabilities and Hello.Apps. Elements past what the struct holds
+ * are checked, not kept: they are decoded over its last one, as the body of
+ * a PROTO_ERR_LIMIT is not usable (proto.h); a scratch element would cost
+ * its size in stack. */
+static cbor_err dec_list(cbor_dec *d, bool apps, proto_hello *h, bool *limit)
 {
+	size_t max = apps ? PROTO_MAX_APPS : PROTO_MAX_CAPS;
 	size_t n;
 	if (cbor_read_null(d)) {
 		return CBOR_OK;
 	}
-	TRY(cbor_enter_array(d, &n));
+	CBOR_TRY(cbor_enter_array(d, &n));
 	for (size_t i = 0; i < n; i++) {
-		proto_text t;
-		TRY(get_text(d, &t));
-		if (i < PROTO_MAX_CAPS) {
-			h->caps[i] = t;
-		} else {
-			*limit = true;
-		}
+		size_t at = i < max ? i : max - 1;
+		*limit |= i >= max;
+		CBOR_TRY(apps ? dec_map(d, &bodies[PROTO_APP_STATUS], &h->apps[at], limit)
+		              : dec_scalar(d, K_TEXT, &h->caps[at]));
 	}
 	cbor_leave(d);
-	h->n_caps = (uint16_t)(n < PROTO_MAX_CAPS ? n : PROTO_MAX_CAPS);
+	*(apps ? &h->n_apps : &h->n_caps) = (uint16_t)(n < max ? n : max);
 	return CBOR_OK;
-}
-
-static cbor_err dec_apps(cbor_dec *d, proto_hello *h, bool *limit)
-{
-	size_t n;
-	if (cbor_read_null(d)) {
-		return CBOR_OK;
-	}
-	TRY(cbor_enter_array(d, &n));
-	for (size_t i = 0; i < n; i++) {
-		if (i < PROTO_MAX_APPS) {
-			TRY(dec_app_info(d, &h->apps[i]));
-		} else {
-			proto_app_info scratch;
-			memset(&scratch, 0, sizeof scratch);
-			TRY(dec_app_info(d, &scratch));
-			*limit = true;
-		}
-	}
-	cbor_leave(d);
-	h->n_apps = (uint16_t)(n < PROTO_MAX_APPS ? n : PROTO_MAX_APPS);
-	return CBOR_OK;
-}
-
-static cbor_err dec_hello(cbor_dec *d, proto_hello *h, bool *limit)
-{
-	fields f;
-	unsigned k;
-	TRY(fields_begin(d, &f, 9));
-	for (;;) {
-		TRY(fields_next(&f, &k));
-		switch (k) {
-		case 0: return CBOR_OK;
-		case 1: TRY(get_text(d, &h->device)); break;
-		case 2: TRY(get_text(d, &h->board)); break;
-		case 3: TRY(dec_caps(d, h, limit)); break;
-		case 4: TRY(get_text(d, &h->firmware)); break;
-		case 5: TRY(dec_apps(d, h, limit)); break;
-		case 6: TRY(get_u16(d, &h->min_version)); break;
-		case 7: TRY(get_u16(d, &h->max_version)); break;
-		case 8: TRY(get_u64(d, &h->max_module)); break;
-		case 9: TRY(get_i64(d, &h->cert_expiry)); break;
-		}
-	}
-}
-
-static cbor_err dec_welcome(cbor_dec *d, proto_welcome *w)
-{
-	fields f;
-	unsigned k;
-	TRY(fields_begin(d, &f, 5));
-	for (;;) {
-		TRY(fields_next(&f, &k));
-		switch (k) {
-		case 0: return CBOR_OK;
-		case 1: TRY(get_u16(d, &w->version)); break;
-		case 2: TRY(get_u32(d, &w->heartbeat_ms)); break;
-		case 3: TRY(get_u32(d, &w->timeout_ms)); break;
-		case 4: TRY(get_u32(d, &w->max_frame)); break;
-		case 5: TRY(get_i64(d, &w->server_time)); break;
-		}
-	}
-}
-
-static cbor_err dec_enroll_request(cbor_dec *d, proto_enroll_request *r)
-{
-	fields f;
-	unsigned k;
-	TRY(fields_begin(d, &f, 2));
-	for (;;) {
-		TRY(fields_next(&f, &k));
-		switch (k) {
-		case 0: return CBOR_OK;
-		case 1: TRY(get_text(d, &r->token)); break;
-		case 2: TRY(get_bytes(d, &r->csr)); break;
-		}
-	}
-}
-
-static cbor_err dec_enroll_response(cbor_dec *d, proto_enroll_response *r)
-{
-	fields f;
-	unsigned k;
-	TRY(fields_begin(d, &f, 3));
-	for (;;) {
-		TRY(fields_next(&f, &k));
-		switch (k) {
-		case 0: return CBOR_OK;
-		case 1: TRY(get_text(d, &r->device)); break;
-		case 2: TRY(get_bytes(d, &r->cert)); break;
-		case 3: TRY(get_bytes(d, &r->ca)); break;
-		}
-	}
-}
-
-static cbor_err dec_heartbeat(cbor_dec *d, proto_heartbeat *h)
-{
-	fields f;
-	unsigned k;
-	TRY(fields_begin(d, &f, 3));
-	for (;;) {
-		TRY(fields_next(&f, &k));
-		switch (k) {
-		case 0: return CBOR_OK;
-		case 1: TRY(get_u64(d, &h->seq)); break;
-		case 2: TRY(get_u64(d, &h->uptime_ms)); break;
-		case 3: TRY(get_u64(d, &h->rtt_micro)); break;
-		}
-	}
-}
-
-static cbor_err dec_heartbeat_ack(cbor_dec *d, proto_heartbeat_ack *h)
-{
-	fields f;
-	unsigned k;
-	TRY(fields_begin(d, &f, 1));
-	for (;;) {
-		TRY(fields_next(&f, &k));
-		switch (k) {
-		case 0: return CBOR_OK;
-		case 1: TRY(get_i64(d, &h->server_time)); break;
-		}
-	}
-}
-
-static cbor_err dec_limits(cbor_dec *d, proto_limits *l)
-{
-	if (cbor_read_null(d)) {
-		return CBOR_OK;
-	}
-	fields f;
-	unsigned k;
-	TRY(fields_begin(d, &f, 3));
-	for (;;) {
-		TRY(fields_next(&f, &k));
-		switch (k) {
-		case 0: return CBOR_OK;
-		case 1: TRY(get_u32(d, &l->memory_pages)); break;
-		case 2: TRY(get_u32(d, &l->call_ms)); break;
-		case 3: TRY(get_u32(d, &l->period_ms)); break;
-		}
-	}
-}
-
-static cbor_err dec_deploy(cbor_dec *d, proto_deploy *p)
-{
-	fields f;
-	unsigned k;
-	TRY(fields_begin(d, &f, 5));
-	for (;;) {
-		TRY(fields_next(&f, &k));
-		switch (k) {
-		case 0: return CBOR_OK;
-		case 1: TRY(get_text(d, &p->app)); break;
-		case 2: TRY(get_text(d, &p->version)); break;
-		case 3: TRY(get_bytes(d, &p->sha256)); break;
-		case 4: TRY(get_u64(d, &p->size)); break;
-		case 5: TRY(dec_limits(d, &p->limits)); break;
-		}
-	}
-}
-
-static cbor_err dec_chunk(cbor_dec *d, proto_chunk *c)
-{
-	fields f;
-	unsigned k;
-	TRY(fields_begin(d, &f, 4));
-	for (;;) {
-		TRY(fields_next(&f, &k));
-		switch (k) {
-		case 0: return CBOR_OK;
-		case 1: TRY(get_text(d, &c->app)); break;
-		case 2: TRY(get_bytes(d, &c->sha256)); break;
-		case 3: TRY(get_u64(d, &c->offset)); break;
-		case 4: TRY(get_bytes(d, &c->data)); break;
-		}
-	}
-}
-
-static cbor_err dec_deploy_status(cbor_dec *d, proto_deploy_status *s)
-{
-	fields f;
-	unsigned k;
-	TRY(fields_begin(d, &f, 6));
-	for (;;) {
-		TRY(fields_next(&f, &k));
-		switch (k) {
-		case 0: return CBOR_OK;
-		case 1: TRY(get_text(d, &s->app)); break;
-		case 2: TRY(get_text(d, &s->version)); break;
-		case 3: TRY(get_bytes(d, &s->sha256)); break;
-		case 4: TRY(get_u8(d, &s->state)); break;
-		case 5: TRY(get_u64(d, &s->received)); break;
-		case 6: TRY(get_text(d, &s->reason)); break;
-		}
-	}
-}
-
-static cbor_err dec_app_ref(cbor_dec *d, proto_app_ref *r)
-{
-	fields f;
-	unsigned k;
-	TRY(fields_begin(d, &f, 1));
-	for (;;) {
-		TRY(fields_next(&f, &k));
-		switch (k) {
-		case 0: return CBOR_OK;
-		case 1: TRY(get_text(d, &r->app)); break;
-		}
-	}
 }
 
 /* Telemetry.Values: a map of text names to floats; names are unique. Pairs
- * past PROTO_MAX_VALUES are checked, not kept. */
-static cbor_err dec_values(cbor_dec *d, proto_telemetry *t, bool *limit)
+ * past PROTO_MAX_VALUES are checked, not kept. Not inlined: its locals
+ * would take stack in every frame of the dec_map recursion. */
+__attribute__((noinline)) static cbor_err dec_values(cbor_dec *d, proto_telemetry *t, bool *limit)
 {
 	size_t n;
 	if (cbor_read_null(d)) {
 		return CBOR_OK;
 	}
-	TRY(cbor_enter_map(d, &n));
+	CBOR_TRY(cbor_enter_map(d, &n));
 	const uint8_t *first = d->p;
 	for (size_t i = 0; i < n; i++) {
 		const uint8_t *at = d->p;
 		uint8_t major;
-		TRY(cbor_peek_major(d, &major));
+		CBOR_TRY(cbor_peek_major(d, &major));
 		if (major != CBOR_MAJOR_TEXT) {
 			return CBOR_ERR_TYPE;
 		}
 		cbor_key k;
-		TRY(cbor_read_key(d, &k));
-		TRY(dup_before(d, first, at, &k));
-		double v;
-		TRY(get_float(d, &v));
+		CBOR_TRY(cbor_read_key(d, &k));
+		CBOR_TRY(dup_before(d, first, at, &k));
+		double v = 0; /* null or undefined reads as 0 */
+		if (!cbor_read_null(d)) {
+			CBOR_TRY(cbor_read_float(d, &v));
+		}
 		if (i < PROTO_MAX_VALUES) {
 			t->values[i].name.p = k.s;
 			t->values[i].name.n = k.n;
@@ -514,98 +405,6 @@ static cbor_err dec_values(cbor_dec *d, proto_telemetry *t, bool *limit)
 	cbor_leave(d);
 	t->n_values = (uint16_t)(n < PROTO_MAX_VALUES ? n : PROTO_MAX_VALUES);
 	return CBOR_OK;
-}
-
-static cbor_err dec_telemetry(cbor_dec *d, proto_telemetry *t, bool *limit)
-{
-	fields f;
-	unsigned k;
-	TRY(fields_begin(d, &f, 3));
-	for (;;) {
-		TRY(fields_next(&f, &k));
-		switch (k) {
-		case 0: return CBOR_OK;
-		case 1: TRY(get_text(d, &t->app)); break;
-		case 2: TRY(dec_values(d, t, limit)); break;
-		case 3: TRY(get_i64(d, &t->time_ms)); break;
-		}
-	}
-}
-
-static cbor_err dec_console(cbor_dec *d, proto_console *c)
-{
-	fields f;
-	unsigned k;
-	TRY(fields_begin(d, &f, 2));
-	for (;;) {
-		TRY(fields_next(&f, &k));
-		switch (k) {
-		case 0: return CBOR_OK;
-		case 1: TRY(get_bytes(d, &c->data)); break;
-		case 2: TRY(get_text(d, &c->app)); break;
-		}
-	}
-}
-
-static cbor_err dec_error(cbor_dec *d, proto_error *e)
-{
-	fields f;
-	unsigned k;
-	TRY(fields_begin(d, &f, 2));
-	for (;;) {
-		TRY(fields_next(&f, &k));
-		switch (k) {
-		case 0: return CBOR_OK;
-		case 1: TRY(get_u16(d, &e->code)); break;
-		case 2: TRY(get_text(d, &e->text)); break;
-		}
-	}
-}
-
-/* A body of one bytes field under key 1: RenewRequest, RenewResponse. */
-static cbor_err dec_one_bytes(cbor_dec *d, proto_bytes *b)
-{
-	fields f;
-	unsigned k;
-	TRY(fields_begin(d, &f, 1));
-	for (;;) {
-		TRY(fields_next(&f, &k));
-		switch (k) {
-		case 0: return CBOR_OK;
-		case 1: TRY(get_bytes(d, b)); break;
-		}
-	}
-}
-
-static cbor_err dec_body(cbor_dec *d, proto_msg *m, bool *limit)
-{
-	switch (m->type) {
-	case PROTO_HELLO: return dec_hello(d, &m->body.hello, limit);
-	case PROTO_WELCOME: return dec_welcome(d, &m->body.welcome);
-	case PROTO_ENROLL_REQUEST: return dec_enroll_request(d, &m->body.enroll_request);
-	case PROTO_ENROLL_RESPONSE: return dec_enroll_response(d, &m->body.enroll_response);
-	case PROTO_HEARTBEAT: return dec_heartbeat(d, &m->body.heartbeat);
-	case PROTO_HEARTBEAT_ACK: return dec_heartbeat_ack(d, &m->body.heartbeat_ack);
-	case PROTO_DEPLOY: return dec_deploy(d, &m->body.deploy);
-	case PROTO_CHUNK: return dec_chunk(d, &m->body.chunk);
-	case PROTO_DEPLOY_STATUS: return dec_deploy_status(d, &m->body.deploy_status);
-	case PROTO_START:
-	case PROTO_STOP:
-	case PROTO_ROLLBACK: return dec_app_ref(d, &m->body.app_ref);
-	case PROTO_APP_STATUS: return dec_app_info(d, &m->body.app_status);
-	case PROTO_TELEMETRY: return dec_telemetry(d, &m->body.telemetry, limit);
-	case PROTO_CONSOLE: return dec_console(d, &m->body.console);
-	case PROTO_ACK: {
-		fields f;
-		unsigned k;
-		TRY(fields_begin(d, &f, 0));
-		return fields_next(&f, &k); /* only unknown keys: skipped */
-	}
-	case PROTO_ERROR: return dec_error(d, &m->body.error);
-	case PROTO_RENEW_REQUEST: return dec_one_bytes(d, &m->body.renew_request.csr);
-	case PROTO_RENEW_RESPONSE: return dec_one_bytes(d, &m->body.renew_response.cert);
-	}
-	return CBOR_ERR_TYPE;
 }
 
 proto_err proto_decode(const uint8_t *buf, size_t len, proto_msg *m, cbor_err *cause)
@@ -629,16 +428,13 @@ proto_err proto_decode(const uint8_t *buf, size_t len, proto_msg *m, cbor_err *c
 		if (k == 0) {
 			break;
 		}
-		switch (k) {
-		case 1: c = get_u16(&d, &m->version); break;
-		case 2: c = get_u16(&d, &m->type); break;
-		case 3: c = get_u64(&d, &m->id); break;
-		case 4: c = get_u64(&d, &m->re); break;
-		case 5:
+		if (k == 5) {
 			body = d.p;
 			c = cbor_skip(&d);
 			body_len = (size_t)(d.p - body);
-			break;
+		} else {
+			const member *e = &envelope_m[k - 1];
+			c = dec_scalar(&d, e->kind, (uint8_t *)m + e->off);
 		}
 		if (c != CBOR_OK) {
 			goto malformed;
@@ -666,7 +462,7 @@ proto_err proto_decode(const uint8_t *buf, size_t len, proto_msg *m, cbor_err *c
 	cbor_dec_init(&bd, body, body_len);
 	bd.depth = 1; /* inside the envelope */
 	bool limit = false;
-	if ((c = dec_body(&bd, m, &limit)) != CBOR_OK) {
+	if ((c = dec_map(&bd, &bodies[m->type], &m->body, &limit)) != CBOR_OK) {
 		goto malformed;
 	}
 	return limit ? PROTO_ERR_LIMIT : PROTO_OK;
@@ -698,172 +494,94 @@ static void put_text(cbor_enc *e, proto_text t)
 	cbor_write_text(e, t.p, t.n);
 }
 
-static void put_bytes(cbor_enc *e, proto_bytes b)
+static size_t count_present(const layout *l, const void *base);
+
+/* Whether a member is written: a required one always, an optional one when
+ * it is not zero. */
+static bool present(const member *m, const void *base)
 {
-	if (b.p == NULL && b.n > 0) {
-		invalid(e);
+	const void *p = (const uint8_t *)base + m->off;
+	switch (m->kind) {
+	case K_TEXT | K_OPT: return ((const proto_text *)p)->n > 0;
+	case K_BYTES | K_OPT: return ((const proto_bytes *)p)->n > 0;
+	case K_LIMITS | K_OPT: return count_present(&limits_l, p) > 0;
+	case K_CAPS | K_OPT: return ((const proto_hello *)base)->n_caps > 0;
+	case K_APPS | K_OPT: return ((const proto_hello *)base)->n_apps > 0;
+	}
+	return !(m->kind & K_OPT) || load_uint(m->kind & ~K_OPT, p) != 0;
+}
+
+static size_t count_present(const layout *l, const void *base)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < l->n; i++) {
+		n += present(&l->m[i], base);
+	}
+	return n;
+}
+
+/* A value of a kind up to K_BYTES. */
+static void enc_scalar(cbor_enc *e, unsigned kind, const void *p)
+{
+	switch (kind) {
+	case K_I64: cbor_write_int(e, *(const int64_t *)p); return;
+	case K_TEXT: put_text(e, *(const proto_text *)p); return;
+	case K_BYTES: {
+		const proto_bytes *b = p;
+		if (b->p == NULL && b->n > 0) {
+			invalid(e);
+			return;
+		}
+		cbor_write_bytes(e, b->p, b->n);
 		return;
 	}
-	cbor_write_bytes(e, b.p, b.n);
-}
-
-static void put_key(cbor_enc *e, unsigned key)
-{
-	cbor_write_uint(e, key);
-}
-
-/* A map entry: the key, then its value. */
-static void field_uint(cbor_enc *e, unsigned key, uint64_t v)
-{
-	put_key(e, key);
-	cbor_write_uint(e, v);
-}
-
-static void field_int(cbor_enc *e, unsigned key, int64_t v)
-{
-	put_key(e, key);
-	cbor_write_int(e, v);
-}
-
-static void field_text(cbor_enc *e, unsigned key, proto_text t)
-{
-	put_key(e, key);
-	put_text(e, t);
-}
-
-static void field_bytes(cbor_enc *e, unsigned key, proto_bytes b)
-{
-	put_key(e, key);
-	put_bytes(e, b);
-}
-
-static void enc_app_info(cbor_enc *e, const proto_app_info *a)
-{
-	bool reason = a->reason.n > 0, previous = a->previous.n > 0, received = a->received != 0;
-	cbor_write_map(e, 4u + reason + previous + received);
-	field_text(e, 1, a->app);
-	field_text(e, 2, a->version);
-	field_bytes(e, 3, a->sha256);
-	field_uint(e, 4, a->state);
-	if (reason) {
-		field_text(e, 5, a->reason);
 	}
-	if (previous) {
-		field_text(e, 6, a->previous);
-	}
-	if (received) {
-		field_uint(e, 7, a->received);
-	}
+	cbor_write_uint(e, load_uint(kind, p));
 }
 
-static void enc_hello(cbor_enc *e, const proto_hello *h)
+/* The struct at base as a map, by its layout, keys in ascending order. order
+ * is the canonical order of the telemetry values. Nested maps hold only
+ * scalars, so this recurses once at most. */
+static void enc_map(cbor_enc *e, const layout *l, const void *base, const uint8_t *order)
 {
-	if (h->n_caps > PROTO_MAX_CAPS || h->n_apps > PROTO_MAX_APPS) {
-		invalid(e);
-		return;
-	}
-	bool board = h->board.n > 0, firmware = h->firmware.n > 0;
-	bool max_module = h->max_module != 0, cert_expiry = h->cert_expiry != 0;
-	cbor_write_map(e, 3u + board + (h->n_caps > 0) + firmware + (h->n_apps > 0) + max_module + cert_expiry);
-	field_text(e, 1, h->device);
-	if (board) {
-		field_text(e, 2, h->board);
-	}
-	if (h->n_caps > 0) {
-		put_key(e, 3);
-		cbor_write_array(e, h->n_caps);
-		for (size_t i = 0; i < h->n_caps; i++) {
-			put_text(e, h->caps[i]);
+	cbor_write_map(e, count_present(l, base));
+	for (unsigned k = 1; k <= l->n; k++) {
+		const member *m = &l->m[k - 1];
+		unsigned kind = m->kind & ~K_OPT;
+		const void *p = (const uint8_t *)base + m->off;
+		const proto_hello *h = base;
+		const proto_telemetry *t = base;
+		if (!present(m, base)) {
+			continue;
 		}
-	}
-	if (firmware) {
-		field_text(e, 4, h->firmware);
-	}
-	if (h->n_apps > 0) {
-		put_key(e, 5);
-		cbor_write_array(e, h->n_apps);
-		for (size_t i = 0; i < h->n_apps; i++) {
-			enc_app_info(e, &h->apps[i]);
+		cbor_write_uint(e, k);
+		switch (kind) {
+		case K_LIMITS:
+			enc_map(e, &limits_l, p, order);
+			break;
+		case K_CAPS:
+			cbor_write_array(e, h->n_caps);
+			for (size_t i = 0; i < h->n_caps; i++) {
+				put_text(e, h->caps[i]);
+			}
+			break;
+		case K_APPS:
+			cbor_write_array(e, h->n_apps);
+			for (size_t i = 0; i < h->n_apps; i++) {
+				enc_map(e, &bodies[PROTO_APP_STATUS], &h->apps[i], order);
+			}
+			break;
+		case K_VALUES:
+			cbor_write_map(e, t->n_values);
+			for (size_t i = 0; i < t->n_values; i++) {
+				const proto_value *v = &t->values[order[i]];
+				put_text(e, v->name);
+				cbor_write_float(e, v->value);
+			}
+			break;
+		default:
+			enc_scalar(e, kind, p);
 		}
-	}
-	field_uint(e, 6, h->min_version);
-	field_uint(e, 7, h->max_version);
-	if (max_module) {
-		field_uint(e, 8, h->max_module);
-	}
-	if (cert_expiry) {
-		field_int(e, 9, h->cert_expiry);
-	}
-}
-
-static void enc_welcome(cbor_enc *e, const proto_welcome *w)
-{
-	cbor_write_map(e, 5);
-	field_uint(e, 1, w->version);
-	field_uint(e, 2, w->heartbeat_ms);
-	field_uint(e, 3, w->timeout_ms);
-	field_uint(e, 4, w->max_frame);
-	field_int(e, 5, w->server_time);
-}
-
-static void enc_heartbeat(cbor_enc *e, const proto_heartbeat *h)
-{
-	bool uptime = h->uptime_ms != 0, rtt = h->rtt_micro != 0;
-	cbor_write_map(e, 1u + uptime + rtt);
-	field_uint(e, 1, h->seq);
-	if (uptime) {
-		field_uint(e, 2, h->uptime_ms);
-	}
-	if (rtt) {
-		field_uint(e, 3, h->rtt_micro);
-	}
-}
-
-static void enc_deploy(cbor_enc *e, const proto_deploy *p)
-{
-	const proto_limits *l = &p->limits;
-	bool pages = l->memory_pages != 0, call = l->call_ms != 0, period = l->period_ms != 0;
-	bool limits = pages || call || period;
-	cbor_write_map(e, 4u + limits);
-	field_text(e, 1, p->app);
-	field_text(e, 2, p->version);
-	field_bytes(e, 3, p->sha256);
-	field_uint(e, 4, p->size);
-	if (limits) {
-		put_key(e, 5);
-		cbor_write_map(e, (size_t)pages + call + period);
-		if (pages) {
-			field_uint(e, 1, l->memory_pages);
-		}
-		if (call) {
-			field_uint(e, 2, l->call_ms);
-		}
-		if (period) {
-			field_uint(e, 3, l->period_ms);
-		}
-	}
-}
-
-static void enc_chunk(cbor_enc *e, const proto_chunk *c)
-{
-	cbor_write_map(e, 4);
-	field_text(e, 1, c->app);
-	field_bytes(e, 2, c->sha256);
-	field_uint(e, 3, c->offset);
-	field_bytes(e, 4, c->data);
-}
-
-static void enc_deploy_status(cbor_enc *e, const proto_deploy_status *s)
-{
-	bool reason = s->reason.n > 0;
-	cbor_write_map(e, 5u + reason);
-	field_text(e, 1, s->app);
-	field_text(e, 2, s->version);
-	field_bytes(e, 3, s->sha256);
-	field_uint(e, 4, s->state);
-	field_uint(e, 5, s->received);
-	if (reason) {
-		field_text(e, 6, s->reason);
 	}
 }
 
@@ -877,27 +595,26 @@ static int name_cmp(const proto_text *a, const proto_text *b)
 	return memcmp(a->p, b->p, a->n);
 }
 
-static void enc_telemetry(cbor_enc *e, const proto_telemetry *t)
+/* Sets order to the indexes of the telemetry values in canonical order;
+ * false when they cannot be sent (too many, a name empty, longer than
+ * PROTO_MAX_VALUE_NAME or repeated). */
+static bool sort_values(const proto_telemetry *t, uint8_t order[PROTO_MAX_VALUES])
 {
-	uint8_t order[PROTO_MAX_VALUES];
 	size_t n = t->n_values;
 	if (n > PROTO_MAX_VALUES) {
-		invalid(e);
-		return;
+		return false;
 	}
-	/* Insertion sort of at most 32 indexes; duplicates cannot be sent. */
+	/* Insertion sort of at most 32 indexes. */
 	for (size_t i = 0; i < n; i++) {
 		const proto_text *name = &t->values[i].name;
 		if (name->n == 0 || name->n > PROTO_MAX_VALUE_NAME || name->p == NULL) {
-			invalid(e);
-			return;
+			return false;
 		}
 		size_t j = i;
 		for (; j > 0; j--) {
 			int c = name_cmp(&t->values[order[j - 1]].name, name);
 			if (c == 0) {
-				invalid(e);
-				return;
+				return false;
 			}
 			if (c < 0) {
 				break;
@@ -906,83 +623,13 @@ static void enc_telemetry(cbor_enc *e, const proto_telemetry *t)
 		}
 		order[j] = (uint8_t)i;
 	}
-	cbor_write_map(e, 3);
-	field_text(e, 1, t->app);
-	put_key(e, 2);
-	cbor_write_map(e, n);
-	for (size_t i = 0; i < n; i++) {
-		const proto_value *v = &t->values[order[i]];
-		put_text(e, v->name);
-		cbor_write_float(e, v->value);
-	}
-	field_int(e, 3, t->time_ms);
+	return true;
 }
 
-static void enc_console(cbor_enc *e, const proto_console *c)
+static void field_uint(cbor_enc *e, unsigned key, uint64_t v)
 {
-	bool app = c->app.n > 0;
-	cbor_write_map(e, 1u + app);
-	field_bytes(e, 1, c->data);
-	if (app) {
-		field_text(e, 2, c->app);
-	}
-}
-
-static void enc_error(cbor_enc *e, const proto_error *x)
-{
-	bool text = x->text.n > 0;
-	cbor_write_map(e, 1u + text);
-	field_uint(e, 1, x->code);
-	if (text) {
-		field_text(e, 2, x->text);
-	}
-}
-
-static void enc_body(cbor_enc *e, const proto_msg *m)
-{
-	switch (m->type) {
-	case PROTO_HELLO: enc_hello(e, &m->body.hello); return;
-	case PROTO_WELCOME: enc_welcome(e, &m->body.welcome); return;
-	case PROTO_ENROLL_REQUEST:
-		cbor_write_map(e, 2);
-		field_text(e, 1, m->body.enroll_request.token);
-		field_bytes(e, 2, m->body.enroll_request.csr);
-		return;
-	case PROTO_ENROLL_RESPONSE:
-		cbor_write_map(e, 3);
-		field_text(e, 1, m->body.enroll_response.device);
-		field_bytes(e, 2, m->body.enroll_response.cert);
-		field_bytes(e, 3, m->body.enroll_response.ca);
-		return;
-	case PROTO_HEARTBEAT: enc_heartbeat(e, &m->body.heartbeat); return;
-	case PROTO_HEARTBEAT_ACK:
-		cbor_write_map(e, 1);
-		field_int(e, 1, m->body.heartbeat_ack.server_time);
-		return;
-	case PROTO_DEPLOY: enc_deploy(e, &m->body.deploy); return;
-	case PROTO_CHUNK: enc_chunk(e, &m->body.chunk); return;
-	case PROTO_DEPLOY_STATUS: enc_deploy_status(e, &m->body.deploy_status); return;
-	case PROTO_START:
-	case PROTO_STOP:
-	case PROTO_ROLLBACK:
-		cbor_write_map(e, 1);
-		field_text(e, 1, m->body.app_ref.app);
-		return;
-	case PROTO_APP_STATUS: enc_app_info(e, &m->body.app_status); return;
-	case PROTO_TELEMETRY: enc_telemetry(e, &m->body.telemetry); return;
-	case PROTO_CONSOLE: enc_console(e, &m->body.console); return;
-	case PROTO_ACK: cbor_write_map(e, 0); return;
-	case PROTO_ERROR: enc_error(e, &m->body.error); return;
-	case PROTO_RENEW_REQUEST:
-		cbor_write_map(e, 1);
-		field_bytes(e, 1, m->body.renew_request.csr);
-		return;
-	case PROTO_RENEW_RESPONSE:
-		cbor_write_map(e, 1);
-		field_bytes(e, 1, m->body.renew_response.cert);
-		return;
-	}
-	invalid(e);
+	cbor_write_uint(e, key);
+	cbor_write_uint(e, v);
 }
 
 proto_err proto_encode(const proto_msg *m, uint8_t *buf, size_t cap, size_t *len)
@@ -994,18 +641,22 @@ proto_err proto_encode(const proto_msg *m, uint8_t *buf, size_t cap, size_t *len
 		return PROTO_ERR_INVALID;
 	}
 	cbor_write_map(&e, m->re != 0 ? 5 : 4);
-	put_key(&e, 1);
-	cbor_write_uint(&e, m->version != 0 ? m->version : PROTO_VERSION);
-	put_key(&e, 2);
-	cbor_write_uint(&e, m->type);
-	put_key(&e, 3);
-	cbor_write_uint(&e, m->id);
+	field_uint(&e, 1, m->version != 0 ? m->version : PROTO_VERSION);
+	field_uint(&e, 2, m->type);
+	field_uint(&e, 3, m->id);
 	if (m->re != 0) {
-		put_key(&e, 4);
-		cbor_write_uint(&e, m->re);
+		field_uint(&e, 4, m->re);
 	}
-	put_key(&e, 5);
-	enc_body(&e, m);
+	cbor_write_uint(&e, 5);
+	/* Counts and telemetry names are checked before the body is written. */
+	const proto_hello *h = &m->body.hello;
+	uint8_t order[PROTO_MAX_VALUES];
+	if ((m->type == PROTO_HELLO && (h->n_caps > PROTO_MAX_CAPS || h->n_apps > PROTO_MAX_APPS)) ||
+	    (m->type == PROTO_TELEMETRY && !sort_values(&m->body.telemetry, order))) {
+		invalid(&e);
+	} else {
+		enc_map(&e, &bodies[m->type], &m->body, order);
+	}
 	switch (cbor_enc_finish(&e, len)) {
 	case CBOR_OK: return PROTO_OK;
 	case CBOR_ERR_NO_SPACE: return PROTO_ERR_NO_SPACE;

@@ -38,38 +38,83 @@ static void emit(const char *fmt, ...)
 	}
 }
 
-static void emit_text(const char *prefix, const char *name, proto_text t)
-{
-	tohex((const uint8_t *)t.p, t.n, hex_buf);
-	emit("%s%s=t:%s", prefix, name, hex_buf);
-}
+/*
+ * A field of the meaning: its token name, how it is printed and where it is
+ * (offsetof proto_msg, or of proto_app_info in app_info_fields). Kinds: '1',
+ * '2', '4', '8' unsigned integers of that many bytes, 'i' int64, 't' text,
+ * 'b' bytes, 'A' an AppInfo, and 'c', 'a', 'v' for Hello.Capabilities,
+ * Hello.Apps and Telemetry.Values. Written apart from proto.c's tables, so
+ * that a slip in those shows.
+ */
+typedef struct {
+	uint16_t type; /* message type; 0 in app_info_fields */
+	char kind;
+	const char *name;
+	size_t off;
+} dump_field;
 
-static void emit_bytes(const char *prefix, const char *name, proto_bytes b)
-{
-	tohex(b.p, b.n, hex_buf);
-	emit("%s%s=b:%s", prefix, name, hex_buf);
-}
+#define APP(kind, name, member) {0, kind, name, offsetof(proto_app_info, member)}
+static const dump_field app_info_fields[] = {
+	APP('t', "App", app), APP('t', "Version", version), APP('b', "SHA256", sha256), APP('1', "State", state),
+	APP('t', "Reason", reason), APP('t', "Previous", previous), APP('8', "Received", received),
+};
 
-static void emit_u(const char *prefix, const char *name, uint64_t v)
-{
-	emit("%s%s=%llu", prefix, name, (unsigned long long)v);
-}
-
-static void emit_i(const char *prefix, const char *name, int64_t v)
-{
-	emit("%s%s=%lld", prefix, name, (long long)v);
-}
-
-static void dump_app_info(const char *prefix, const proto_app_info *a)
-{
-	emit_text(prefix, "App", a->app);
-	emit_text(prefix, "Version", a->version);
-	emit_bytes(prefix, "SHA256", a->sha256);
-	emit_u(prefix, "State", a->state);
-	emit_text(prefix, "Reason", a->reason);
-	emit_text(prefix, "Previous", a->previous);
-	emit_u(prefix, "Received", a->received);
-}
+#define BODY(type, kind, name, member) {PROTO_##type, kind, name, offsetof(proto_msg, body.member)}
+static const dump_field body_fields[] = {
+	BODY(HELLO, 't', "Device", hello.device),
+	BODY(HELLO, 't', "Board", hello.board),
+	BODY(HELLO, 'c', "Capabilities", hello.caps),
+	BODY(HELLO, 't', "Firmware", hello.firmware),
+	BODY(HELLO, 'a', "Apps", hello.apps),
+	BODY(HELLO, '2', "MinVersion", hello.min_version),
+	BODY(HELLO, '2', "MaxVersion", hello.max_version),
+	BODY(HELLO, '8', "MaxModule", hello.max_module),
+	BODY(HELLO, 'i', "CertExpiry", hello.cert_expiry),
+	BODY(WELCOME, '2', "Version", welcome.version),
+	BODY(WELCOME, '4', "HeartbeatMS", welcome.heartbeat_ms),
+	BODY(WELCOME, '4', "TimeoutMS", welcome.timeout_ms),
+	BODY(WELCOME, '4', "MaxFrame", welcome.max_frame),
+	BODY(WELCOME, 'i', "ServerTime", welcome.server_time),
+	BODY(ENROLL_REQUEST, 't', "Token", enroll_request.token),
+	BODY(ENROLL_REQUEST, 'b', "CSR", enroll_request.csr),
+	BODY(ENROLL_RESPONSE, 't', "Device", enroll_response.device),
+	BODY(ENROLL_RESPONSE, 'b', "Cert", enroll_response.cert),
+	BODY(ENROLL_RESPONSE, 'b', "CA", enroll_response.ca),
+	BODY(HEARTBEAT, '8', "Seq", heartbeat.seq),
+	BODY(HEARTBEAT, '8', "UptimeMS", heartbeat.uptime_ms),
+	BODY(HEARTBEAT, '8', "RTTMicro", heartbeat.rtt_micro),
+	BODY(HEARTBEAT_ACK, 'i', "ServerTime", heartbeat_ack.server_time),
+	BODY(DEPLOY, 't', "App", deploy.app),
+	BODY(DEPLOY, 't', "Version", deploy.version),
+	BODY(DEPLOY, 'b', "SHA256", deploy.sha256),
+	BODY(DEPLOY, '8', "Size", deploy.size),
+	BODY(DEPLOY, '4', "Limits.MemoryPages", deploy.limits.memory_pages),
+	BODY(DEPLOY, '4', "Limits.CallMS", deploy.limits.call_ms),
+	BODY(DEPLOY, '4', "Limits.PeriodMS", deploy.limits.period_ms),
+	BODY(CHUNK, 't', "App", chunk.app),
+	BODY(CHUNK, 'b', "SHA256", chunk.sha256),
+	BODY(CHUNK, '8', "Offset", chunk.offset),
+	BODY(CHUNK, 'b', "Data", chunk.data),
+	BODY(DEPLOY_STATUS, 't', "App", deploy_status.app),
+	BODY(DEPLOY_STATUS, 't', "Version", deploy_status.version),
+	BODY(DEPLOY_STATUS, 'b', "SHA256", deploy_status.sha256),
+	BODY(DEPLOY_STATUS, '1', "State", deploy_status.state),
+	BODY(DEPLOY_STATUS, '8', "Received", deploy_status.received),
+	BODY(DEPLOY_STATUS, 't', "Reason", deploy_status.reason),
+	BODY(START, 't', "App", app_ref.app),
+	BODY(STOP, 't', "App", app_ref.app),
+	BODY(ROLLBACK, 't', "App", app_ref.app),
+	BODY(APP_STATUS, 'A', "", app_status),
+	BODY(TELEMETRY, 't', "App", telemetry.app),
+	BODY(TELEMETRY, 'v', "Values", telemetry.values),
+	BODY(TELEMETRY, 'i', "TimeMS", telemetry.time_ms),
+	BODY(CONSOLE, 'b', "Data", console.data),
+	BODY(CONSOLE, 't', "App", console.app),
+	BODY(ERROR, '2', "Code", error.code),
+	BODY(ERROR, 't', "Text", error.text),
+	BODY(RENEW_REQUEST, 'b', "CSR", renew_request.csr),
+	BODY(RENEW_RESPONSE, 'b', "Cert", renew_response.cert),
+};
 
 static int value_cmp(const void *a, const void *b)
 {
@@ -82,6 +127,77 @@ static int value_cmp(const void *a, const void *b)
 	return x->name.n < y->name.n ? -1 : x->name.n > y->name.n;
 }
 
+/* Telemetry.Values in name order: Values#=n, then Values.<hex name>=f:... */
+static void emit_values(const proto_telemetry *t)
+{
+	static proto_value sorted[PROTO_MAX_VALUES];
+	memcpy(sorted, t->values, sizeof sorted);
+	qsort(sorted, t->n_values, sizeof sorted[0], value_cmp);
+	emit("Values#=%u", t->n_values);
+	for (unsigned i = 0; i < t->n_values; i++) {
+		char name[2 * 256 + 1];
+		uint64_t bits;
+		memcpy(&bits, &sorted[i].value, sizeof bits);
+		tohex((const uint8_t *)sorted[i].name.p, sorted[i].name.n < 256 ? sorted[i].name.n : 256, name);
+		if (isnan(sorted[i].value)) {
+			emit("Values.%s=f:nan", name);
+		} else {
+			emit("Values.%s=f:%016llx", name, (unsigned long long)bits);
+		}
+	}
+}
+
+/* Writes the token of field f of the struct at base, name after prefix. */
+static void emit_field(const char *prefix, const dump_field *f, const void *base)
+{
+	const void *p = (const uint8_t *)base + f->off;
+	switch (f->kind) {
+	case '1': emit("%s%s=%u", prefix, f->name, *(const uint8_t *)p); return;
+	case '2': emit("%s%s=%u", prefix, f->name, *(const uint16_t *)p); return;
+	case '4': emit("%s%s=%lu", prefix, f->name, (unsigned long)*(const uint32_t *)p); return;
+	case '8': emit("%s%s=%llu", prefix, f->name, (unsigned long long)*(const uint64_t *)p); return;
+	case 'i': emit("%s%s=%lld", prefix, f->name, (long long)*(const int64_t *)p); return;
+	case 't': {
+		const proto_text *t = p;
+		tohex((const uint8_t *)t->p, t->n, hex_buf);
+		emit("%s%s=t:%s", prefix, f->name, hex_buf);
+		return;
+	}
+	case 'b': {
+		const proto_bytes *b = p;
+		tohex(b->p, b->n, hex_buf);
+		emit("%s%s=b:%s", prefix, f->name, hex_buf);
+		return;
+	}
+	case 'A':
+		for (size_t i = 0; i < sizeof app_info_fields / sizeof app_info_fields[0]; i++) {
+			emit_field(prefix, &app_info_fields[i], p);
+		}
+		return;
+	}
+	const proto_msg *m = base;
+	const proto_hello *hello = &m->body.hello;
+	switch (f->kind) {
+	case 'c':
+		emit("Capabilities#=%u", hello->n_caps);
+		for (unsigned i = 0; i < hello->n_caps; i++) {
+			char name[32];
+			snprintf(name, sizeof name, "Capabilities.%u", i);
+			emit_field("", &(dump_field){0, 't', name, 0}, &hello->caps[i]);
+		}
+		return;
+	case 'a':
+		emit("Apps#=%u", hello->n_apps);
+		for (unsigned i = 0; i < hello->n_apps; i++) {
+			char name[32];
+			snprintf(name, sizeof name, "Apps.%u.", i);
+			emit_field(name, &(dump_field){0, 'A', "", 0}, &hello->apps[i]);
+		}
+		return;
+	case 'v': emit_values(&m->body.telemetry); return;
+	}
+}
+
 /* Writes the tokens of m into dump_buf. */
 static void dump(const proto_msg *m)
 {
@@ -91,127 +207,10 @@ static void dump(const proto_msg *m)
 	emit("type=%u", m->type);
 	emit("id=%llu", (unsigned long long)m->id);
 	emit("re=%llu", (unsigned long long)m->re);
-	const char *b = "";
-	switch (m->type) {
-	case PROTO_HELLO: {
-		const proto_hello *h = &m->body.hello;
-		emit_text(b, "Device", h->device);
-		emit_text(b, "Board", h->board);
-		emit("Capabilities#=%u", h->n_caps);
-		for (unsigned i = 0; i < h->n_caps; i++) {
-			char name[32];
-			snprintf(name, sizeof name, "Capabilities.%u", i);
-			emit_text(b, name, h->caps[i]);
+	for (size_t i = 0; i < sizeof body_fields / sizeof body_fields[0]; i++) {
+		if (body_fields[i].type == m->type) {
+			emit_field("", &body_fields[i], m);
 		}
-		emit_text(b, "Firmware", h->firmware);
-		emit("Apps#=%u", h->n_apps);
-		for (unsigned i = 0; i < h->n_apps; i++) {
-			char prefix[32];
-			snprintf(prefix, sizeof prefix, "Apps.%u.", i);
-			dump_app_info(prefix, &h->apps[i]);
-		}
-		emit_u(b, "MinVersion", h->min_version);
-		emit_u(b, "MaxVersion", h->max_version);
-		emit_u(b, "MaxModule", h->max_module);
-		emit_i(b, "CertExpiry", h->cert_expiry);
-		break;
-	}
-	case PROTO_WELCOME: {
-		const proto_welcome *w = &m->body.welcome;
-		emit_u(b, "Version", w->version);
-		emit_u(b, "HeartbeatMS", w->heartbeat_ms);
-		emit_u(b, "TimeoutMS", w->timeout_ms);
-		emit_u(b, "MaxFrame", w->max_frame);
-		emit_i(b, "ServerTime", w->server_time);
-		break;
-	}
-	case PROTO_ENROLL_REQUEST:
-		emit_text(b, "Token", m->body.enroll_request.token);
-		emit_bytes(b, "CSR", m->body.enroll_request.csr);
-		break;
-	case PROTO_ENROLL_RESPONSE:
-		emit_text(b, "Device", m->body.enroll_response.device);
-		emit_bytes(b, "Cert", m->body.enroll_response.cert);
-		emit_bytes(b, "CA", m->body.enroll_response.ca);
-		break;
-	case PROTO_HEARTBEAT:
-		emit_u(b, "Seq", m->body.heartbeat.seq);
-		emit_u(b, "UptimeMS", m->body.heartbeat.uptime_ms);
-		emit_u(b, "RTTMicro", m->body.heartbeat.rtt_micro);
-		break;
-	case PROTO_HEARTBEAT_ACK:
-		emit_i(b, "ServerTime", m->body.heartbeat_ack.server_time);
-		break;
-	case PROTO_DEPLOY: {
-		const proto_deploy *d = &m->body.deploy;
-		emit_text(b, "App", d->app);
-		emit_text(b, "Version", d->version);
-		emit_bytes(b, "SHA256", d->sha256);
-		emit_u(b, "Size", d->size);
-		emit_u("Limits.", "MemoryPages", d->limits.memory_pages);
-		emit_u("Limits.", "CallMS", d->limits.call_ms);
-		emit_u("Limits.", "PeriodMS", d->limits.period_ms);
-		break;
-	}
-	case PROTO_CHUNK:
-		emit_text(b, "App", m->body.chunk.app);
-		emit_bytes(b, "SHA256", m->body.chunk.sha256);
-		emit_u(b, "Offset", m->body.chunk.offset);
-		emit_bytes(b, "Data", m->body.chunk.data);
-		break;
-	case PROTO_DEPLOY_STATUS: {
-		const proto_deploy_status *s = &m->body.deploy_status;
-		emit_text(b, "App", s->app);
-		emit_text(b, "Version", s->version);
-		emit_bytes(b, "SHA256", s->sha256);
-		emit_u(b, "State", s->state);
-		emit_u(b, "Received", s->received);
-		emit_text(b, "Reason", s->reason);
-		break;
-	}
-	case PROTO_START:
-	case PROTO_STOP:
-	case PROTO_ROLLBACK:
-		emit_text(b, "App", m->body.app_ref.app);
-		break;
-	case PROTO_APP_STATUS:
-		dump_app_info(b, &m->body.app_status);
-		break;
-	case PROTO_TELEMETRY: {
-		const proto_telemetry *t = &m->body.telemetry;
-		proto_value sorted[PROTO_MAX_VALUES];
-		memcpy(sorted, t->values, sizeof sorted);
-		qsort(sorted, t->n_values, sizeof sorted[0], value_cmp);
-		emit_text(b, "App", t->app);
-		emit("Values#=%u", t->n_values);
-		for (unsigned i = 0; i < t->n_values; i++) {
-			char name[2 * 256 + 1];
-			uint64_t bits;
-			memcpy(&bits, &sorted[i].value, sizeof bits);
-			tohex((const uint8_t *)sorted[i].name.p, sorted[i].name.n < 256 ? sorted[i].name.n : 256, name);
-			if (isnan(sorted[i].value)) {
-				emit("Values.%s=f:nan", name);
-			} else {
-				emit("Values.%s=f:%016llx", name, (unsigned long long)bits);
-			}
-		}
-		emit_i(b, "TimeMS", t->time_ms);
-		break;
-	}
-	case PROTO_CONSOLE:
-		emit_bytes(b, "Data", m->body.console.data);
-		emit_text(b, "App", m->body.console.app);
-		break;
-	case PROTO_ERROR:
-		emit_u(b, "Code", m->body.error.code);
-		emit_text(b, "Text", m->body.error.text);
-		break;
-	case PROTO_RENEW_REQUEST:
-		emit_bytes(b, "CSR", m->body.renew_request.csr);
-		break;
-	case PROTO_RENEW_RESPONSE:
-		emit_bytes(b, "Cert", m->body.renew_response.cert);
-		break;
 	}
 }
 
@@ -220,18 +219,42 @@ static void dump(const proto_msg *m)
 static uint8_t in_buf[PROTO_MAX_FRAME];
 static uint8_t out_buf[PROTO_MAX_FRAME];
 
-/* Decodes hex through an exactly sized copy, kept until the next call (the
- * decoded message points into it). */
-static proto_err decode_hex(const char *hex, proto_msg *m, cbor_err *cause)
+/* An exactly sized copy of p[0, n), so that the address sanitizer catches a
+ * read past the end; kept until the next call, as a decoded message points
+ * into it. */
+static const uint8_t *copy_of(const uint8_t *p, size_t n)
 {
 	static uint8_t *copy;
 	static size_t copy_len;
 	if (copy != NULL) {
 		exact_free(copy, copy_len);
 	}
-	copy_len = unhex(hex, in_buf, sizeof in_buf);
-	copy = exact_copy(in_buf, copy_len);
-	return proto_decode(copy, copy_len, m, cause);
+	copy_len = n;
+	copy = exact_copy(p, n);
+	return copy;
+}
+
+static const uint8_t *copy_hex(const char *hex, size_t *n)
+{
+	*n = unhex(hex, in_buf, sizeof in_buf);
+	return copy_of(in_buf, *n);
+}
+
+static proto_err decode_hex(const char *hex, proto_msg *m, cbor_err *cause)
+{
+	size_t n;
+	const uint8_t *c = copy_hex(hex, &n);
+	return proto_decode(c, n, m, cause);
+}
+
+/* A CBOR decoder over a copy of hex, valid until the next copy. */
+static cbor_dec *dec_hex(const char *hex)
+{
+	static cbor_dec d;
+	size_t n;
+	const uint8_t *c = copy_hex(hex, &n);
+	cbor_dec_init(&d, c, n);
+	return &d;
 }
 
 static proto_msg msg, msg2; /* ~600 bytes each: not on the stack */
@@ -301,20 +324,16 @@ static void check_vector(const char *name, const char *hex, const char *canon_he
 	/* Every strict prefix is refused as malformed; so are trailing bytes. */
 	size_t n = unhex(hex, in_buf, sizeof in_buf);
 	for (size_t cut = 0; cut < n; cut++) {
-		uint8_t *c = exact_copy(in_buf, cut);
-		proto_err e = proto_decode(c, cut, &msg, NULL);
+		proto_err e = proto_decode(copy_of(in_buf, cut), cut, &msg, NULL);
 		CHECKF(e == PROTO_ERR_MALFORMED, "vector %s cut to %zu bytes: %s", name, cut, proto_strerror(e));
-		exact_free(c, cut);
 	}
 	if (n >= sizeof in_buf) {
 		return;
 	}
 	in_buf[n] = 0x00;
-	uint8_t *c = exact_copy(in_buf, n + 1);
 	cbor_err cause = CBOR_OK;
-	CHECKF(proto_decode(c, n + 1, &msg, &cause) == PROTO_ERR_MALFORMED && cause == CBOR_ERR_TRAILING,
+	CHECKF(proto_decode(copy_of(in_buf, n + 1), n + 1, &msg, &cause) == PROTO_ERR_MALFORMED && cause == CBOR_ERR_TRAILING,
 	       "vector %s with a trailing byte: %s", name, cbor_strerror(cause));
-	exact_free(c, n + 1);
 }
 
 static int run_vectors(void)
@@ -437,17 +456,9 @@ static void test_cbor_encode(void)
 
 static cbor_err read_float_hex(const char *hex, double *v)
 {
-	uint8_t b[16];
-	size_t n = unhex(hex, b, sizeof b);
-	uint8_t *c = exact_copy(b, n);
-	cbor_dec d;
-	cbor_dec_init(&d, c, n);
-	cbor_err err = cbor_read_float(&d, v);
-	if (err == CBOR_OK && !cbor_dec_done(&d)) {
-		err = CBOR_ERR_TRAILING;
-	}
-	exact_free(c, n);
-	return err;
+	cbor_dec *d = dec_hex(hex);
+	cbor_err err = cbor_read_float(d, v);
+	return err == CBOR_OK && !cbor_dec_done(d) ? CBOR_ERR_TRAILING : err;
 }
 
 static void test_cbor_decode(void)
@@ -497,15 +508,9 @@ static void test_cbor_decode(void)
 		{"", 99, CBOR_ERR_END, 0},
 	};
 	for (size_t i = 0; i < sizeof u / sizeof u[0]; i++) {
-		uint8_t b[16];
-		size_t n = unhex(u[i].hex, b, sizeof b);
-		uint8_t *c = exact_copy(b, n);
-		cbor_dec d;
-		cbor_dec_init(&d, c, n);
 		uint64_t got = 0;
-		cbor_err err = cbor_read_uint(&d, u[i].max, &got);
+		cbor_err err = cbor_read_uint(dec_hex(u[i].hex), u[i].max, &got);
 		CHECKF(err == u[i].want && (err != CBOR_OK || got == u[i].v), "read_uint(%s) = %s", u[i].hex, cbor_strerror(err));
-		exact_free(c, n);
 	}
 	static const struct { const char *hex; cbor_err want; int64_t v; } s[] = {
 		{"3b7fffffffffffffff", CBOR_OK, INT64_MIN}, {"3b8000000000000000", CBOR_ERR_RANGE, 0},
@@ -513,12 +518,8 @@ static void test_cbor_decode(void)
 		{"20", CBOR_OK, -1}, {"4100", CBOR_ERR_TYPE, 0},
 	};
 	for (size_t i = 0; i < sizeof s / sizeof s[0]; i++) {
-		uint8_t b[16];
-		size_t n = unhex(s[i].hex, b, sizeof b);
-		cbor_dec d;
-		cbor_dec_init(&d, b, n);
 		int64_t got = 0;
-		cbor_err err = cbor_read_int(&d, &got);
+		cbor_err err = cbor_read_int(dec_hex(s[i].hex), &got);
 		CHECKF(err == s[i].want && (err != CBOR_OK || got == s[i].v), "read_int(%s) = %s", s[i].hex, cbor_strerror(err));
 	}
 
@@ -542,16 +543,10 @@ static void test_cbor_decode(void)
 		{"5f4100ff", CBOR_ERR_INDEFINITE}, {"6100", CBOR_ERR_TYPE}, {"40", CBOR_OK},
 	};
 	for (size_t i = 0; i < sizeof str / sizeof str[0]; i++) {
-		uint8_t b[16];
-		size_t n = unhex(str[i].hex, b, sizeof b);
-		uint8_t *c = exact_copy(b, n);
-		cbor_dec d;
-		cbor_dec_init(&d, c, n);
 		const uint8_t *p;
 		size_t len;
-		cbor_err err = cbor_read_bytes(&d, &p, &len);
+		cbor_err err = cbor_read_bytes(dec_hex(str[i].hex), &p, &len);
 		CHECKF(err == str[i].want, "read_bytes(%s) = %s", str[i].hex, cbor_strerror(err));
-		exact_free(c, n);
 	}
 
 	/* UTF-8, as Go's utf8.Valid. */
@@ -563,11 +558,9 @@ static void test_cbor_decode(void)
 		{"e2 82 ac 41", true}, {"41 c3", false},
 	};
 	for (size_t i = 0; i < sizeof utf / sizeof utf[0]; i++) {
-		uint8_t b[16];
-		size_t n = unhex(utf[i].hex, b, sizeof b);
-		uint8_t *c = exact_copy(b, n);
+		size_t n;
+		const uint8_t *c = copy_hex(utf[i].hex, &n);
 		CHECKF(cbor_utf8_valid(c, n) == utf[i].ok, "utf8_valid(%s)", utf[i].hex);
-		exact_free(c, n);
 	}
 
 	/* Skipping: nesting, limits, tags anywhere. */
@@ -588,28 +581,18 @@ static void test_cbor_decode(void)
 		{"a2 01 00 01 00", CBOR_OK},               /* nor duplicate keys */
 	};
 	for (size_t i = 0; i < sizeof skip / sizeof skip[0]; i++) {
-		uint8_t b[64];
-		size_t n = unhex(skip[i].hex, b, sizeof b);
-		uint8_t *c = exact_copy(b, n);
-		cbor_dec d;
-		cbor_dec_init(&d, c, n);
-		cbor_err err = cbor_skip(&d);
-		if (err == CBOR_OK && !cbor_dec_done(&d)) {
+		cbor_dec *d = dec_hex(skip[i].hex);
+		cbor_err err = cbor_skip(d);
+		if (err == CBOR_OK && !cbor_dec_done(d)) {
 			err = CBOR_ERR_TRAILING;
 		}
 		CHECKF(err == skip[i].want, "skip(%s) = %s, want %s", skip[i].hex, cbor_strerror(err), cbor_strerror(skip[i].want));
-		exact_free(c, n);
 	}
 	/* Nesting counts from the decoder's depth. */
-	{
-		uint8_t b[] = {0x81, 0x81, 0x00};
-		cbor_dec d;
-		cbor_dec_init(&d, b, sizeof b);
-		d.depth = 6;
-		CHECK(cbor_skip(&d) == CBOR_OK);
-		cbor_dec_init(&d, b, sizeof b);
-		d.depth = 7;
-		CHECK(cbor_skip(&d) == CBOR_ERR_DEPTH);
+	for (uint8_t depth = 6; depth <= 7; depth++) {
+		cbor_dec *d = dec_hex("81 81 00");
+		d->depth = depth;
+		CHECKF(cbor_skip(d) == (depth == 6 ? CBOR_OK : CBOR_ERR_DEPTH), "skip at depth %u", depth);
 	}
 
 	/* Keys. */
@@ -620,12 +603,8 @@ static void test_cbor_decode(void)
 		{"c101", CBOR_ERR_TAG}, {"61ff", CBOR_ERR_UTF8}, {"f800", CBOR_ERR_RESERVED}, {"7f", CBOR_ERR_INDEFINITE},
 	};
 	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
-		uint8_t b[16];
-		size_t n = unhex(keys[i].hex, b, sizeof b);
-		cbor_dec d;
-		cbor_dec_init(&d, b, n);
 		cbor_key k;
-		cbor_err err = cbor_read_key(&d, &k);
+		cbor_err err = cbor_read_key(dec_hex(keys[i].hex), &k);
 		CHECKF(err == keys[i].want, "read_key(%s) = %s", keys[i].hex, cbor_strerror(err));
 	}
 	{
@@ -645,6 +624,19 @@ static void test_cbor_decode(void)
 #define ENV_TELEMETRY "a4 01 01 02 0e 03 01 05"
 #define ENV_DEPLOY "a4 01 01 02 07 03 03 05"
 #define SHA "5820 93a44bbb96c751218e4c00d479e4c14358122a389acca16205b1e4d0dc5f9476"
+
+/* head, count elements of fmt, then tail. fmt gets the two letters of the
+ * element's name, 'a' + i / 26 and 'a' + i % 26, which it may leave out. */
+static const char *repeat_hex(const char *head, int count, const char *fmt, const char *tail)
+{
+	static char hex[4096];
+	int n = snprintf(hex, sizeof hex, "%s", head);
+	for (int i = 0; i < count; i++) {
+		n += snprintf(hex + n, sizeof hex - (size_t)n, fmt, 'a' + i / 26, 'a' + i % 26);
+	}
+	snprintf(hex + n, sizeof hex - (size_t)n, "%s", tail);
+	return hex;
+}
 
 static void test_malformed(void)
 {
@@ -774,44 +766,20 @@ static void test_malformed(void)
 	refuse("map of 257 pairs", ENV_ACK "b90101", M);
 	refuse("hello 257 capabilities", ENV_HELLO "a1 03 990101", M);
 
-	/* Limits of this device's structs: well formed, answered bad-request. */
-	{
-		char hex[4096];
-		int n = snprintf(hex, sizeof hex, ENV_HELLO "a1 03 89");
-		for (int i = 0; i < 9; i++) {
-			n += snprintf(hex + n, sizeof hex - (size_t)n, " 61%02x", 'a' + i);
-		}
-		refuse("9 capabilities", hex, PROTO_CODE_BAD_REQUEST);
-		CHECK(msg.type == PROTO_HELLO && msg.id == 1);
-		n = snprintf(hex, sizeof hex, ENV_HELLO "a1 05 89");
-		for (int i = 0; i < 9; i++) {
-			n += snprintf(hex + n, sizeof hex - (size_t)n, " a0");
-		}
-		refuse("9 apps", hex, PROTO_CODE_BAD_REQUEST);
-		/* Over the limit and malformed after it: malformed wins. */
-		hex[strlen(hex) - 2] = 0;
-		n = (int)strlen(hex);
-		snprintf(hex + n, sizeof hex - (size_t)n, "a1 04 190100");
-		refuse("9 apps, the last malformed", hex, M);
-		n = snprintf(hex, sizeof hex, ENV_TELEMETRY "a1 02 b8 21");
-		for (int i = 0; i < 33; i++) {
-			n += snprintf(hex + n, sizeof hex - (size_t)n, " 62 %02x%02x f6", 'a' + i / 26, 'a' + i % 26);
-		}
-		refuse("33 telemetry values", hex, PROTO_CODE_BAD_REQUEST);
-		/* A duplicate past the 32 kept names is still found. */
-		n = snprintf(hex, sizeof hex, ENV_TELEMETRY "a1 02 b8 22");
-		for (int i = 0; i < 33; i++) {
-			n += snprintf(hex + n, sizeof hex - (size_t)n, " 62 %02x%02x f6", 'a' + i / 26, 'a' + i % 26);
-		}
-		snprintf(hex + n, sizeof hex - (size_t)n, " 62 6162 f6");
-		refuse("34 telemetry values with a duplicate", hex, M);
-		n = snprintf(hex, sizeof hex, ENV_TELEMETRY "a1 02 b8 20");
-		for (int i = 0; i < 32; i++) {
-			n += snprintf(hex + n, sizeof hex - (size_t)n, " 62 %02x%02x f6", 'a' + i / 26, 'a' + i % 26);
-		}
-		accept("32 telemetry values", hex);
-		CHECK(msg.body.telemetry.n_values == 32);
-	}
+	/* Limits of this device's structs: well formed, answered bad-request.
+	 * Names are two letters from aa. */
+	const uint16_t B = PROTO_CODE_BAD_REQUEST;
+	refuse("9 capabilities", repeat_hex(ENV_HELLO "a1 03 89", 9, " 62 %02x%02x", ""), B);
+	CHECK(msg.type == PROTO_HELLO && msg.id == 1);
+	refuse("9 apps", repeat_hex(ENV_HELLO "a1 05 89", 9, " a0", ""), B);
+	/* Over the limit and malformed after it: malformed wins. */
+	refuse("9 apps, the last malformed", repeat_hex(ENV_HELLO "a1 05 89", 8, " a0", " a1 04 190100"), M);
+	refuse("33 telemetry values", repeat_hex(ENV_TELEMETRY "a1 02 b8 21", 33, " 62 %02x%02x f6", ""), B);
+	/* A duplicate past the 32 kept names is still found. */
+	refuse("34 telemetry values with a duplicate",
+	       repeat_hex(ENV_TELEMETRY "a1 02 b8 22", 33, " 62 %02x%02x f6", " 62 6162 f6"), M);
+	accept("32 telemetry values", repeat_hex(ENV_TELEMETRY "a1 02 b8 20", 32, " 62 %02x%02x f6", ""));
+	CHECK(msg.body.telemetry.n_values == 32);
 	CHECK(proto_wire_code(PROTO_ERR_NO_SPACE) == PROTO_CODE_INTERNAL);
 	for (int e = PROTO_OK; e <= PROTO_ERR_INVALID; e++) {
 		CHECK(proto_strerror((proto_err)e) != NULL);
@@ -930,7 +898,7 @@ static void add_corpus(const char *hex)
  * decoding again must give the same message. */
 static void decode_checked(const uint8_t *p, size_t n, int *ok)
 {
-	uint8_t *c = exact_copy(p, n);
+	const uint8_t *c = copy_of(p, n);
 	cbor_err cause = CBOR_OK;
 	proto_err e = proto_decode(c, n, &msg, &cause);
 	CHECK(e == PROTO_OK || e == PROTO_ERR_MALFORMED || e == PROTO_ERR_UNSUPPORTED_TYPE || e == PROTO_ERR_LIMIT);
@@ -958,7 +926,6 @@ static void decode_checked(const uint8_t *p, size_t n, int *ok)
 	cbor_dec d;
 	cbor_dec_init(&d, c, n);
 	(void)cbor_skip(&d);
-	exact_free(c, n);
 }
 
 static void test_robustness(void)

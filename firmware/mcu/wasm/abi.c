@@ -98,6 +98,12 @@ static wasm_code errno_result(wasm_value *a, uint32_t e) {
 	return WASM_OK;
 }
 
+/* errno_access ends a call whose last step is a memory access: ok says it
+ * fitted the memory. */
+static wasm_code errno_access(wasm_value *a, bool ok) {
+	return errno_result(a, ok ? ERRNO_SUCCESS : ERRNO_FAULT);
+}
+
 static bool stdio_open(const wasm_abi_env *env, uint32_t fd) {
 	return fd <= 2 && !(env->closed_fds & (1u << fd));
 }
@@ -105,11 +111,9 @@ static bool stdio_open(const wasm_abi_env *env, uint32_t fd) {
 /* args_sizes_get(argc *, argv_buf_size *) */
 static wasm_code wasi_args_sizes_get(wasm_instance *inst, wasm_value *a) {
 	wasm_abi_env *env = env_of(inst);
-	if (!wasm_memory_set_u32(inst, a[0].i32, 1) ||
-	    !wasm_memory_set_u32(inst, a[1].i32, (uint32_t)strlen(env->app_name) + 1)) {
-		return errno_result(a, ERRNO_FAULT);
-	}
-	return errno_result(a, ERRNO_SUCCESS);
+	uint32_t size = (uint32_t)strlen(env->app_name) + 1;
+	return errno_access(a, wasm_memory_set_u32(inst, a[0].i32, 1) &&
+	                           wasm_memory_set_u32(inst, a[1].i32, size));
 }
 
 /* args_get(argv **, argv_buf *) */
@@ -128,18 +132,14 @@ static wasm_code wasi_args_get(wasm_instance *inst, wasm_value *a) {
 
 /* environ_sizes_get(count *, buf_size *): the environment is empty. */
 static wasm_code wasi_environ_sizes_get(wasm_instance *inst, wasm_value *a) {
-	if (!wasm_memory_set_u32(inst, a[0].i32, 0) || !wasm_memory_set_u32(inst, a[1].i32, 0)) {
-		return errno_result(a, ERRNO_FAULT);
-	}
-	return errno_result(a, ERRNO_SUCCESS);
+	return errno_access(a, wasm_memory_set_u32(inst, a[0].i32, 0) &&
+	                           wasm_memory_set_u32(inst, a[1].i32, 0));
 }
 
 /* environ_get(environ **, environ_buf *) */
 static wasm_code wasi_environ_get(wasm_instance *inst, wasm_value *a) {
-	if (wasm_memory_range(inst, a[0].i32, 0) == NULL || wasm_memory_range(inst, a[1].i32, 0) == NULL) {
-		return errno_result(a, ERRNO_FAULT);
-	}
-	return errno_result(a, ERRNO_SUCCESS);
+	return errno_access(a, wasm_memory_range(inst, a[0].i32, 0) != NULL &&
+	                           wasm_memory_range(inst, a[1].i32, 0) != NULL);
 }
 
 /* clock_res_get(id, resolution *): clocks tick in milliseconds. */
@@ -147,10 +147,7 @@ static wasm_code wasi_clock_res_get(wasm_instance *inst, wasm_value *a) {
 	if (a[0].i32 > 1) {
 		return errno_result(a, ERRNO_INVAL);
 	}
-	if (!wasm_memory_set_u64(inst, a[1].i32, 1000000)) {
-		return errno_result(a, ERRNO_FAULT);
-	}
-	return errno_result(a, ERRNO_SUCCESS);
+	return errno_access(a, wasm_memory_set_u64(inst, a[1].i32, 1000000));
 }
 
 /* clock_time_get(id, precision, time *) */
@@ -160,10 +157,7 @@ static wasm_code wasi_clock_time_get(wasm_instance *inst, wasm_value *a) {
 	if (id > 1) {
 		return errno_result(a, ERRNO_INVAL);
 	}
-	if (!wasm_memory_set_u64(inst, ptr, env->ops->clock_ns(env->ctx, id))) {
-		return errno_result(a, ERRNO_FAULT);
-	}
-	return errno_result(a, ERRNO_SUCCESS);
+	return errno_access(a, wasm_memory_set_u64(inst, ptr, env->ops->clock_ns(env->ctx, id)));
 }
 
 /* fd_close(fd): stdio can be closed once. */
@@ -225,10 +219,7 @@ static wasm_code wasi_fd_read(wasm_instance *inst, wasm_value *a) {
 	if (iovecs(inst, a[1].i32, a[2].i32) == NULL) {
 		return errno_result(a, ERRNO_FAULT);
 	}
-	if (!wasm_memory_set_u32(inst, a[3].i32, 0)) {
-		return errno_result(a, ERRNO_FAULT);
-	}
-	return errno_result(a, ERRNO_SUCCESS);
+	return errno_access(a, wasm_memory_set_u32(inst, a[3].i32, 0));
 }
 
 /* fd_seek(fd, offset, whence, newoffset *): stdio does not seek. */
@@ -261,10 +252,7 @@ static wasm_code wasi_fd_write(wasm_instance *inst, wasm_value *a) {
 		}
 		total += len;
 	}
-	if (!wasm_memory_set_u32(inst, a[3].i32, total)) {
-		return errno_result(a, ERRNO_FAULT);
-	}
-	return errno_result(a, ERRNO_SUCCESS);
+	return errno_access(a, wasm_memory_set_u32(inst, a[3].i32, total));
 }
 
 /* proc_exit(code) ends the app: cleanly for 0, as failed otherwise. */

@@ -31,95 +31,63 @@ const char *wasm_trap_message(wasm_code code) {
 
 /* ---- floating point helpers (no libm) ---- */
 
-static inline uint32_t f32_bits(float f) {
-	uint32_t u;
-	memcpy(&u, &f, 4);
-	return u;
-}
-static inline float f32_from(uint32_t u) {
-	float f;
-	memcpy(&f, &u, 4);
-	return f;
-}
-static inline uint64_t f64_bits(double f) {
-	uint64_t u;
-	memcpy(&u, &f, 8);
-	return u;
-}
-static inline double f64_from(uint64_t u) {
-	double f;
-	memcpy(&f, &u, 8);
-	return f;
-}
+/*
+ * FLOAT_HELPERS defines the helpers of one float format P (f32 or f64):
+ * type T, bits in U, MANT mantissa bits, EMAX the all-ones exponent. The
+ * two formats differ only in these, so the code is written once.
+ *
+ * min and max take NaN from either operand and order the zeros by their
+ * sign bits. nearest rounds half to even with the default rounding of
+ * x + 2^MANT - 2^MANT.
+ */
+#define FLOAT_HELPERS(P, T, U, MANT, EMAX)                              \
+	static inline U P##_bits(T f) {                                     \
+		U u;                                                            \
+		memcpy(&u, &f, sizeof u);                                       \
+		return u;                                                       \
+	}                                                                   \
+	static inline T P##_from(U u) {                                     \
+		T f;                                                            \
+		memcpy(&f, &u, sizeof f);                                       \
+		return f;                                                       \
+	}                                                                   \
+	static T P##_min(T a, T b) {                                        \
+		if (a != a || b != b) return a + b;                             \
+		if (a == b) return P##_from(P##_bits(a) | P##_bits(b));         \
+		return a < b ? a : b;                                           \
+	}                                                                   \
+	static T P##_max(T a, T b) {                                        \
+		if (a != a || b != b) return a + b;                             \
+		if (a == b) return P##_from(P##_bits(a) & P##_bits(b));         \
+		return a > b ? a : b;                                           \
+	}                                                                   \
+	static T P##_trunc(T x) {                                           \
+		U u = P##_bits(x);                                              \
+		int e = (int)((u >> MANT) & EMAX) - EMAX / 2;                   \
+		if (e >= MANT) return e == EMAX / 2 + 1 ? x + x : x;            \
+		if (e < 0) return P##_from(u & ((U)1 << (sizeof(U) * 8 - 1)));  \
+		return P##_from(u & ~(((U)1 << (MANT - e)) - 1));               \
+	}                                                                   \
+	static T P##_floor(T x) {                                           \
+		T t = P##_trunc(x);                                             \
+		return (t != x && x < 0) ? t - 1 : t;                           \
+	}                                                                   \
+	static T P##_ceil(T x) {                                            \
+		T t = P##_trunc(x);                                             \
+		return (t != x && x > 0) ? t + 1 : t;                           \
+	}                                                                   \
+	static T P##_nearest(T x) {                                         \
+		U u = P##_bits(x);                                              \
+		int e = (int)((u >> MANT) & EMAX);                              \
+		if (e == EMAX) return x + x;                                    \
+		if (e >= EMAX / 2 + MANT) return x;                             \
+		const T c = (T)((U)1 << MANT);                                  \
+		if (u >> (sizeof(U) * 8 - 1)) return -((-x + c) - c);          \
+		return (x + c) - c;                                             \
+	}
 
-static float f32_min(float a, float b) {
-	if (a != a || b != b) return a + b;
-	if (a == b) return f32_from(f32_bits(a) | f32_bits(b));
-	return a < b ? a : b;
-}
-static float f32_max(float a, float b) {
-	if (a != a || b != b) return a + b;
-	if (a == b) return f32_from(f32_bits(a) & f32_bits(b));
-	return a > b ? a : b;
-}
-static double f64_min(double a, double b) {
-	if (a != a || b != b) return a + b;
-	if (a == b) return f64_from(f64_bits(a) | f64_bits(b));
-	return a < b ? a : b;
-}
-static double f64_max(double a, double b) {
-	if (a != a || b != b) return a + b;
-	if (a == b) return f64_from(f64_bits(a) & f64_bits(b));
-	return a > b ? a : b;
-}
-
-static float f32_trunc(float x) {
-	uint32_t u = f32_bits(x);
-	int e = (int)((u >> 23) & 0xff) - 127;
-	if (e >= 23) return e == 128 ? x + x : x;
-	if (e < 0) return f32_from(u & 0x80000000u);
-	return f32_from(u & ~((1u << (23 - e)) - 1));
-}
-static double f64_trunc(double x) {
-	uint64_t u = f64_bits(x);
-	int e = (int)((u >> 52) & 0x7ff) - 1023;
-	if (e >= 52) return e == 1024 ? x + x : x;
-	if (e < 0) return f64_from(u & 0x8000000000000000ull);
-	return f64_from(u & ~((1ull << (52 - e)) - 1));
-}
-static float f32_floor(float x) {
-	float t = f32_trunc(x);
-	return (t != x && x < 0) ? t - 1.0f : t;
-}
-static float f32_ceil(float x) {
-	float t = f32_trunc(x);
-	return (t != x && x > 0) ? t + 1.0f : t;
-}
-static double f64_floor(double x) {
-	double t = f64_trunc(x);
-	return (t != x && x < 0) ? t - 1.0 : t;
-}
-static double f64_ceil(double x) {
-	double t = f64_trunc(x);
-	return (t != x && x > 0) ? t + 1.0 : t;
-}
-/* nearest rounds half to even with the default rounding of x + 2^p - 2^p. */
-static float f32_nearest(float x) {
-	uint32_t u = f32_bits(x);
-	int e = (int)((u >> 23) & 0xff);
-	if (e == 0xff) return x + x;
-	if (e >= 127 + 23) return x;
-	const float c = 8388608.0f;
-	return (u >> 31) ? -((-x + c) - c) : (x + c) - c;
-}
-static double f64_nearest(double x) {
-	uint64_t u = f64_bits(x);
-	int e = (int)((u >> 52) & 0x7ff);
-	if (e == 0x7ff) return x + x;
-	if (e >= 1023 + 52) return x;
-	const double c = 4503599627370496.0;
-	return (u >> 63) ? -((-x + c) - c) : (x + c) - c;
-}
+FLOAT_HELPERS(f32, float, uint32_t, 23, 0xff)
+FLOAT_HELPERS(f64, double, uint64_t, 52, 0x7ff)
 
 /* f64_sqrt is a correctly rounded square root, digit by digit. */
 static double f64_sqrt(double x) {
@@ -172,45 +140,27 @@ static double f64_sqrt(double x) {
 /* Rounding the exact double root to float is exact enough: 53 >= 2*24+2. */
 static float f32_sqrt(float x) { return (float)f64_sqrt((double)x); }
 
-static uint32_t sat_i32_s(double x) {
-	if (x != x) return 0;
-	if (x <= -2147483649.0) return 0x80000000u;
-	if (x >= 2147483648.0) return 0x7fffffffu;
-	return (uint32_t)(int32_t)x;
-}
-static uint32_t sat_i32_u(double x) {
-	if (x != x || x <= -1.0) return 0;
-	if (x >= 4294967296.0) return 0xffffffffu;
-	return (uint32_t)x;
-}
-static uint64_t sat_i64_s(double x) {
-	if (x != x) return 0;
-	if (x < -9223372036854775808.0) return 0x8000000000000000ull;
-	if (x >= 9223372036854775808.0) return 0x7fffffffffffffffull;
-	return (uint64_t)(int64_t)x;
-}
-static uint64_t sat_i64_u(double x) {
-	if (x != x || x <= -1.0) return 0;
-	if (x >= 18446744073709551616.0) return 0xffffffffffffffffull;
-	return (uint64_t)x;
-}
+/*
+ * Saturating truncation of x to N bits: NaN gives 0 and values out of
+ * range the nearest bound. 2^(N-1) is exact in a double, so are the
+ * bounds.
+ */
+#define SAT_HELPERS(N)                                             \
+	static uint##N##_t sat_i##N##_s(double x) {                    \
+		const uint##N##_t min = (uint##N##_t)1 << (N - 1);         \
+		if (x != x) return 0;                                      \
+		if (x < -(double)min) return min;                          \
+		if (x >= (double)min) return min - 1;                      \
+		return (uint##N##_t)(int##N##_t)x;                         \
+	}                                                              \
+	static uint##N##_t sat_i##N##_u(double x) {                    \
+		if (x != x || x <= -1.0) return 0;                         \
+		if (x >= 2.0 * (double)((uint##N##_t)1 << (N - 1))) return (uint##N##_t)-1; \
+		return (uint##N##_t)x;                                     \
+	}
 
-static inline uint32_t rotl32(uint32_t x, uint32_t k) {
-	k &= 31;
-	return (x << k) | (x >> ((32 - k) & 31));
-}
-static inline uint32_t rotr32(uint32_t x, uint32_t k) {
-	k &= 31;
-	return (x >> k) | (x << ((32 - k) & 31));
-}
-static inline uint64_t rotl64(uint64_t x, uint64_t k) {
-	k &= 63;
-	return (x << k) | (x >> ((64 - k) & 63));
-}
-static inline uint64_t rotr64(uint64_t x, uint64_t k) {
-	k &= 63;
-	return (x >> k) | (x << ((64 - k) & 63));
-}
+SAT_HELPERS(32)
+SAT_HELPERS(64)
 
 /* ---- the interpreter ---- */
 
@@ -260,12 +210,13 @@ static inline uint64_t rotr64(uint64_t x, uint64_t k) {
 	if (ea_ + (size) > mem_size) goto trap_memory;       \
 	uint8_t *p_ = mem + (size_t)ea_
 
-#define LOAD(ctype, field, cast)     \
+/* Signed narrow values sign-extend as they convert to the slot's type. */
+#define LOAD(ctype, field)           \
 	{                                \
 		EA(-1, sizeof(ctype));       \
 		ctype v_;                    \
 		memcpy(&v_, p_, sizeof v_);  \
-		sp[-1].field = cast v_;      \
+		sp[-1].field = v_;           \
 		NEXT();                      \
 	}
 #define STORE(ctype, field)                  \
@@ -276,37 +227,145 @@ static inline uint64_t rotr64(uint64_t x, uint64_t k) {
 		sp -= 2;                             \
 		NEXT();                              \
 	}
+/* Handlers of the MEM_LOADS and MEM_STORES rows. Floats travel as bits. */
+#define SLOT_T_I32 i32
+#define SLOT_T_I64 i64
+#define SLOT_T_F32 i32
+#define SLOT_T_F64 i64
+#define LOAD_OP(op, vtype, ctype) CASE(op) LOAD(ctype, SLOT_##vtype)
+#define STORE_OP(op, vtype, ctype) CASE(op) STORE(ctype, SLOT_##vtype)
 
-#define BIN(field, rfield, ctype, expr)      \
-	{                                        \
+/* An operator on the top slot(s), a and b of ctype, result in rfield. */
+#define UNARY(field, rfield, ctype, expr) \
+	{                                     \
+		ctype a = sp[-1].field;           \
+		sp[-1].rfield = (expr);           \
+		NEXT();                           \
+	}
+#define BINARY(field, rfield, ctype, expr)        \
+	{                                             \
 		ctype b = sp[-1].field, a = sp[-2].field; \
-		sp--;                                \
-		sp[-1].rfield = (expr);              \
-		NEXT();                              \
+		sp--;                                     \
+		sp[-1].rfield = (expr);                   \
+		NEXT();                                   \
 	}
-#define UN(field, rfield, ctype, expr) \
-	{                                  \
-		ctype a = sp[-1].field;        \
-		sp[-1].rfield = (expr);        \
-		NEXT();                        \
+#define CONV UNARY
+/* Division and remainder trap on a zero divisor, and when ovf holds. */
+#define DIVIDE(field, ctype, ovf, expr)           \
+	{                                             \
+		ctype b = sp[-1].field, a = sp[-2].field; \
+		if (b == 0) goto trap_div_zero;           \
+		if (ovf) goto trap_overflow;              \
+		sp--;                                     \
+		sp[-1].field = (expr);                    \
+		NEXT();                                   \
+	}
+/* "i32.const b; op": b is the signed 24-bit immediate */
+#define I32_IMM(expr)                                             \
+	{                                                             \
+		uint32_t b = (uint32_t)((int32_t)w >> 8), a = sp[-1].i32; \
+		sp[-1].i32 = (expr);                                      \
+		NEXT();                                                   \
 	}
 
-#define I32_BIN(expr) BIN(i32, i32, uint32_t, expr)
-/* "i32.const b; op": b is the signed 24-bit immediate */
-#define I32_IMM(expr)                                   \
-	{                                                   \
-		uint32_t b = (uint32_t)((int32_t)w >> 8), a = sp[-1].i32; \
-		sp[-1].i32 = (expr);                            \
-		NEXT();                                         \
-	}
-#define I64_BIN(expr) BIN(i64, i64, uint64_t, expr)
-#define I64_CMP(expr) BIN(i64, i32, uint64_t, expr)
-#define F32_BIN(expr) BIN(f32, f32, float, expr)
-#define F32_CMP(expr) BIN(f32, i32, float, expr)
-#define F64_BIN(expr) BIN(f64, f64, double, expr)
-#define F64_CMP(expr) BIN(f64, i32, double, expr)
-#define S32(x) ((int32_t)(x))
-#define S64(x) ((int64_t)(x))
+/*
+ * The kinds of operator in the tables below, for one value type (field
+ * and ctype): UN and BIN keep the type, TEST and CMP give an i32, DIV
+ * traps on a zero divisor and QUOT, the signed quotient, also on MIN / -1.
+ */
+#define UN(field, ctype, expr) UNARY(field, field, ctype, expr)
+#define TEST(field, ctype, expr) UNARY(field, i32, ctype, expr)
+#define BIN(field, ctype, expr) BINARY(field, field, ctype, expr)
+#define CMP(field, ctype, expr) BINARY(field, i32, ctype, expr)
+#define DIV(field, ctype, expr) DIVIDE(field, ctype, 0, expr)
+#define QUOT(field, ctype, expr) DIVIDE(field, ctype, a == SIGN_BIT(a) && S(b) == -1, expr)
+
+/*
+ * Width-generic helpers, chosen at compile time by the operand's type, so
+ * that one expression serves both widths.
+ */
+#define BITS(x) (sizeof(x) * 8)
+#define SHIFT(k) ((k) & (BITS(k) - 1)) /* counts are modulo the width */
+#define S(x) _Generic((x), uint32_t: (int32_t)(x), uint64_t: (int64_t)(x)) /* signed view */
+#define SIGN_BIT(x) _Generic((x), uint32_t: 0x80000000u, uint64_t: 0x8000000000000000ull)
+#define ROTL(x, k) ((x) << SHIFT(k) | (x) >> SHIFT(0 - (k)))
+#define ROTR(x, k) ((x) >> SHIFT(k) | (x) << SHIFT(0 - (k)))
+#define CLZ(x) _Generic((x), uint32_t: (uint32_t)__builtin_clz(x), uint64_t: (uint64_t)__builtin_clzll(x))
+#define CTZ(x) _Generic((x), uint32_t: (uint32_t)__builtin_ctz(x), uint64_t: (uint64_t)__builtin_ctzll(x))
+#define POPCNT(x) _Generic((x), uint32_t: __builtin_popcount(x), uint64_t: __builtin_popcountll(x))
+#define FLT(name, x) _Generic((x), float: f32_##name, double: f64_##name)(x)
+#define FLT2(name, x, y) _Generic((x), float: f32_##name, double: f64_##name)(x, y)
+
+/*
+ * The operators i32 and i64 share, one row each: X(i32 opcode, i64
+ * opcode, kind, expression of a and b). abs, neg and copysign of f32 and
+ * f64 are here too: they work on the bits.
+ */
+#define INT_OPS(X)                                               \
+	X(0x45, 0x50, TEST, a == 0)                                  \
+	X(0x67, 0x79, UN, a ? CLZ(a) : BITS(a))                      \
+	X(0x68, 0x7a, UN, a ? CTZ(a) : BITS(a))                      \
+	X(0x69, 0x7b, UN, POPCNT(a))                                 \
+	X(0x6d, 0x7f, QUOT, S(a) / S(b))                             \
+	X(0x6e, 0x80, DIV, a / b)                                    \
+	X(0x6f, 0x81, DIV, S(b) == -1 ? 0 : S(a) % S(b))             \
+	X(0x70, 0x82, DIV, a % b)                                    \
+	X(0x8b, 0x99, UN, a & ~SIGN_BIT(a))                          \
+	X(0x8c, 0x9a, UN, a ^ SIGN_BIT(a))                           \
+	X(0x98, 0xa6, BIN, (a & ~SIGN_BIT(a)) | (b & SIGN_BIT(b)))
+/* Those with a fused "i32.const c; op" form too (OP_IMM_DELTA), its
+ * opcode third. */
+#define INT_FUSED_OPS(X)                      \
+	X(0x46, 0x51, 0xc6, CMP, a == b)          \
+	X(0x47, 0x52, 0xc7, CMP, a != b)          \
+	X(0x48, 0x53, 0xc8, CMP, S(a) < S(b))     \
+	X(0x49, 0x54, 0xc9, CMP, a < b)           \
+	X(0x4a, 0x55, 0xca, CMP, S(a) > S(b))     \
+	X(0x4b, 0x56, 0xcb, CMP, a > b)           \
+	X(0x4c, 0x57, 0xcc, CMP, S(a) <= S(b))    \
+	X(0x4d, 0x58, 0xcd, CMP, a <= b)          \
+	X(0x4e, 0x59, 0xce, CMP, S(a) >= S(b))    \
+	X(0x4f, 0x5a, 0xcf, CMP, a >= b)          \
+	X(0x6a, 0x7c, 0xea, BIN, a + b)           \
+	X(0x6b, 0x7d, 0xeb, BIN, a - b)           \
+	X(0x6c, 0x7e, 0xec, BIN, a * b)           \
+	X(0x71, 0x83, 0xf1, BIN, a & b)           \
+	X(0x72, 0x84, 0xf2, BIN, a | b)           \
+	X(0x73, 0x85, 0xf3, BIN, a ^ b)           \
+	X(0x74, 0x86, 0xf4, BIN, a << SHIFT(b))   \
+	X(0x75, 0x87, 0xf5, BIN, S(a) >> SHIFT(b)) \
+	X(0x76, 0x88, 0xf6, BIN, a >> SHIFT(b))   \
+	X(0x77, 0x89, 0xf7, BIN, ROTL(a, b))      \
+	X(0x78, 0x8a, 0xf8, BIN, ROTR(a, b))
+/* The operators f32 and f64 share: X(f32 opcode, f64 opcode, kind,
+ * expression). */
+#define FLOAT_OPS(X)                    \
+	X(0x5b, 0x61, CMP, a == b)          \
+	X(0x5c, 0x62, CMP, a != b)          \
+	X(0x5d, 0x63, CMP, a < b)           \
+	X(0x5e, 0x64, CMP, a > b)           \
+	X(0x5f, 0x65, CMP, a <= b)          \
+	X(0x60, 0x66, CMP, a >= b)          \
+	X(0x8d, 0x9b, UN, FLT(ceil, a))     \
+	X(0x8e, 0x9c, UN, FLT(floor, a))    \
+	X(0x8f, 0x9d, UN, FLT(trunc, a))    \
+	X(0x90, 0x9e, UN, FLT(nearest, a))  \
+	X(0x91, 0x9f, UN, FLT(sqrt, a))     \
+	X(0x92, 0xa0, BIN, a + b)           \
+	X(0x93, 0xa1, BIN, a - b)           \
+	X(0x94, 0xa2, BIN, a * b)           \
+	X(0x95, 0xa3, BIN, a / b)           \
+	X(0x96, 0xa4, BIN, FLT2(min, a, b)) \
+	X(0x97, 0xa5, BIN, FLT2(max, a, b))
+
+/* Handlers of one width, made from a table row. */
+#define I32_OP(op32, op64, kind, expr) CASE(op32) kind(i32, uint32_t, expr)
+#define I64_OP(op32, op64, kind, expr) CASE(op64) kind(i64, uint64_t, expr)
+#define F32_OP(op32, op64, kind, expr) CASE(op32) kind(f32, float, expr)
+#define F64_OP(op32, op64, kind, expr) CASE(op64) kind(f64, double, expr)
+#define I32_FUSED_OP(op32, op64, opimm, kind, expr) \
+	I32_OP(op32, op64, kind, expr) CASE(opimm) I32_IMM(expr)
+#define I64_FUSED_OP(op32, op64, opimm, kind, expr) I64_OP(op32, op64, kind, expr)
 
 /* Trapping float-to-int truncation: NaN and out-of-range inputs trap. */
 #define TRUNC(ffield, ftype, rfield, lo_ok, hi_ok, conv) \
@@ -501,29 +560,8 @@ wasm_code wasm_run(wasm_instance *inst, const wasm_func *f, uint32_t fuel) {
 			globals[w >> 8] = *--sp;
 			NEXT();
 
-		CASE(0x28) LOAD(uint32_t, i32, )
-		CASE(0x29) LOAD(uint64_t, i64, )
-		CASE(0x2a) LOAD(uint32_t, i32, )
-		CASE(0x2b) LOAD(uint64_t, i64, )
-		CASE(0x2c) LOAD(int8_t, i32, (uint32_t)(int32_t))
-		CASE(0x2d) LOAD(uint8_t, i32, (uint32_t))
-		CASE(0x2e) LOAD(int16_t, i32, (uint32_t)(int32_t))
-		CASE(0x2f) LOAD(uint16_t, i32, (uint32_t))
-		CASE(0x30) LOAD(int8_t, i64, (uint64_t)(int64_t))
-		CASE(0x31) LOAD(uint8_t, i64, (uint64_t))
-		CASE(0x32) LOAD(int16_t, i64, (uint64_t)(int64_t))
-		CASE(0x33) LOAD(uint16_t, i64, (uint64_t))
-		CASE(0x34) LOAD(int32_t, i64, (uint64_t)(int64_t))
-		CASE(0x35) LOAD(uint32_t, i64, (uint64_t))
-		CASE(0x36) STORE(uint32_t, i32)
-		CASE(0x37) STORE(uint64_t, i64)
-		CASE(0x38) STORE(uint32_t, i32)
-		CASE(0x39) STORE(uint64_t, i64)
-		CASE(0x3a) STORE(uint8_t, i32)
-		CASE(0x3b) STORE(uint16_t, i32)
-		CASE(0x3c) STORE(uint8_t, i64)
-		CASE(0x3d) STORE(uint16_t, i64)
-		CASE(0x3e) STORE(uint32_t, i64)
+		MEM_LOADS(LOAD_OP)
+		MEM_STORES(STORE_OP)
 
 		CASE(OP_MEMORY_SIZE)
 			(sp++)->i32 = inst->pages;
@@ -576,214 +614,47 @@ wasm_code wasm_run(wasm_instance *inst, const wasm_func *f, uint32_t fuel) {
 			pc += 2;
 			NEXT();
 
-		CASE(0x45) UN(i32, i32, uint32_t, a == 0)
-		CASE(0x46) I32_BIN(a == b)
-		CASE(0x47) I32_BIN(a != b)
-		CASE(0x48) I32_BIN(S32(a) < S32(b))
-		CASE(0x49) I32_BIN(a < b)
-		CASE(0x4a) I32_BIN(S32(a) > S32(b))
-		CASE(0x4b) I32_BIN(a > b)
-		CASE(0x4c) I32_BIN(S32(a) <= S32(b))
-		CASE(0x4d) I32_BIN(a <= b)
-		CASE(0x4e) I32_BIN(S32(a) >= S32(b))
-		CASE(0x4f) I32_BIN(a >= b)
-		CASE(0x50) UN(i64, i32, uint64_t, a == 0)
-		CASE(0x51) I64_CMP(a == b)
-		CASE(0x52) I64_CMP(a != b)
-		CASE(0x53) I64_CMP(S64(a) < S64(b))
-		CASE(0x54) I64_CMP(a < b)
-		CASE(0x55) I64_CMP(S64(a) > S64(b))
-		CASE(0x56) I64_CMP(a > b)
-		CASE(0x57) I64_CMP(S64(a) <= S64(b))
-		CASE(0x58) I64_CMP(a <= b)
-		CASE(0x59) I64_CMP(S64(a) >= S64(b))
-		CASE(0x5a) I64_CMP(a >= b)
-		CASE(0x5b) F32_CMP(a == b)
-		CASE(0x5c) F32_CMP(a != b)
-		CASE(0x5d) F32_CMP(a < b)
-		CASE(0x5e) F32_CMP(a > b)
-		CASE(0x5f) F32_CMP(a <= b)
-		CASE(0x60) F32_CMP(a >= b)
-		CASE(0x61) F64_CMP(a == b)
-		CASE(0x62) F64_CMP(a != b)
-		CASE(0x63) F64_CMP(a < b)
-		CASE(0x64) F64_CMP(a > b)
-		CASE(0x65) F64_CMP(a <= b)
-		CASE(0x66) F64_CMP(a >= b)
-
-		CASE(0x67) UN(i32, i32, uint32_t, a ? (uint32_t)__builtin_clz(a) : 32u)
-		CASE(0x68) UN(i32, i32, uint32_t, a ? (uint32_t)__builtin_ctz(a) : 32u)
-		CASE(0x69) UN(i32, i32, uint32_t, (uint32_t)__builtin_popcount(a))
-		CASE(0x6a) I32_BIN(a + b)
-		CASE(0x6b) I32_BIN(a - b)
-		CASE(0x6c) I32_BIN(a * b)
-		CASE(0x6d) {
-			int32_t b = S32(sp[-1].i32), a = S32(sp[-2].i32);
-			if (b == 0) goto trap_div_zero;
-			if (a == INT32_MIN && b == -1) goto trap_overflow;
-			sp--;
-			sp[-1].i32 = (uint32_t)(a / b);
-			NEXT();
-		}
-		CASE(0x6e) {
-			uint32_t b = sp[-1].i32, a = sp[-2].i32;
-			if (b == 0) goto trap_div_zero;
-			sp--;
-			sp[-1].i32 = a / b;
-			NEXT();
-		}
-		CASE(0x6f) {
-			int32_t b = S32(sp[-1].i32), a = S32(sp[-2].i32);
-			if (b == 0) goto trap_div_zero;
-			sp--;
-			sp[-1].i32 = b == -1 ? 0 : (uint32_t)(a % b);
-			NEXT();
-		}
-		CASE(0x70) {
-			uint32_t b = sp[-1].i32, a = sp[-2].i32;
-			if (b == 0) goto trap_div_zero;
-			sp--;
-			sp[-1].i32 = a % b;
-			NEXT();
-		}
-		CASE(0x71) I32_BIN(a & b)
-		CASE(0x72) I32_BIN(a | b)
-		CASE(0x73) I32_BIN(a ^ b)
-		CASE(0x74) I32_BIN(a << (b & 31))
-		CASE(0x75) I32_BIN((uint32_t)(S32(a) >> (b & 31)))
-		CASE(0x76) I32_BIN(a >> (b & 31))
-		CASE(0x77) I32_BIN(rotl32(a, b))
-		CASE(0x78) I32_BIN(rotr32(a, b))
-
-		CASE(0x79) UN(i64, i64, uint64_t, a ? (uint64_t)__builtin_clzll(a) : 64u)
-		CASE(0x7a) UN(i64, i64, uint64_t, a ? (uint64_t)__builtin_ctzll(a) : 64u)
-		CASE(0x7b) UN(i64, i64, uint64_t, (uint64_t)__builtin_popcountll(a))
-		CASE(0x7c) I64_BIN(a + b)
-		CASE(0x7d) I64_BIN(a - b)
-		CASE(0x7e) I64_BIN(a * b)
-		CASE(0x7f) {
-			int64_t b = S64(sp[-1].i64), a = S64(sp[-2].i64);
-			if (b == 0) goto trap_div_zero;
-			if (a == INT64_MIN && b == -1) goto trap_overflow;
-			sp--;
-			sp[-1].i64 = (uint64_t)(a / b);
-			NEXT();
-		}
-		CASE(0x80) {
-			uint64_t b = sp[-1].i64, a = sp[-2].i64;
-			if (b == 0) goto trap_div_zero;
-			sp--;
-			sp[-1].i64 = a / b;
-			NEXT();
-		}
-		CASE(0x81) {
-			int64_t b = S64(sp[-1].i64), a = S64(sp[-2].i64);
-			if (b == 0) goto trap_div_zero;
-			sp--;
-			sp[-1].i64 = b == -1 ? 0 : (uint64_t)(a % b);
-			NEXT();
-		}
-		CASE(0x82) {
-			uint64_t b = sp[-1].i64, a = sp[-2].i64;
-			if (b == 0) goto trap_div_zero;
-			sp--;
-			sp[-1].i64 = a % b;
-			NEXT();
-		}
-		CASE(0x83) I64_BIN(a & b)
-		CASE(0x84) I64_BIN(a | b)
-		CASE(0x85) I64_BIN(a ^ b)
-		CASE(0x86) I64_BIN(a << (b & 63))
-		CASE(0x87) I64_BIN((uint64_t)(S64(a) >> (b & 63)))
-		CASE(0x88) I64_BIN(a >> (b & 63))
-		CASE(0x89) I64_BIN(rotl64(a, b))
-		CASE(0x8a) I64_BIN(rotr64(a, b))
-
-		CASE(0x8b) UN(i32, i32, uint32_t, a & 0x7fffffffu)
-		CASE(0x8c) UN(i32, i32, uint32_t, a ^ 0x80000000u)
-		CASE(0x8d) UN(f32, f32, float, f32_ceil(a))
-		CASE(0x8e) UN(f32, f32, float, f32_floor(a))
-		CASE(0x8f) UN(f32, f32, float, f32_trunc(a))
-		CASE(0x90) UN(f32, f32, float, f32_nearest(a))
-		CASE(0x91) UN(f32, f32, float, f32_sqrt(a))
-		CASE(0x92) F32_BIN(a + b)
-		CASE(0x93) F32_BIN(a - b)
-		CASE(0x94) F32_BIN(a * b)
-		CASE(0x95) F32_BIN(a / b)
-		CASE(0x96) F32_BIN(f32_min(a, b))
-		CASE(0x97) F32_BIN(f32_max(a, b))
-		CASE(0x98) I32_BIN((a & 0x7fffffffu) | (b & 0x80000000u))
-		CASE(0x99) UN(i64, i64, uint64_t, a & 0x7fffffffffffffffull)
-		CASE(0x9a) UN(i64, i64, uint64_t, a ^ 0x8000000000000000ull)
-		CASE(0x9b) UN(f64, f64, double, f64_ceil(a))
-		CASE(0x9c) UN(f64, f64, double, f64_floor(a))
-		CASE(0x9d) UN(f64, f64, double, f64_trunc(a))
-		CASE(0x9e) UN(f64, f64, double, f64_nearest(a))
-		CASE(0x9f) UN(f64, f64, double, f64_sqrt(a))
-		CASE(0xa0) F64_BIN(a + b)
-		CASE(0xa1) F64_BIN(a - b)
-		CASE(0xa2) F64_BIN(a * b)
-		CASE(0xa3) F64_BIN(a / b)
-		CASE(0xa4) F64_BIN(f64_min(a, b))
-		CASE(0xa5) F64_BIN(f64_max(a, b))
-		CASE(0xa6) I64_BIN((a & 0x7fffffffffffffffull) | (b & 0x8000000000000000ull))
+		INT_OPS(I32_OP)
+		INT_OPS(I64_OP)
+		INT_FUSED_OPS(I32_FUSED_OP)
+		INT_FUSED_OPS(I64_FUSED_OP)
+		FLOAT_OPS(F32_OP)
+		FLOAT_OPS(F64_OP)
 
 		CASE(0xa8) TRUNC(f32, float, i32, a >= -2147483648.0f, a < 2147483648.0f, (uint32_t)(int32_t)a)
 		CASE(0xa9) TRUNC(f32, float, i32, a > -1.0f, a < 4294967296.0f, (uint32_t)a)
 		CASE(0xaa) TRUNC(f64, double, i32, a > -2147483649.0, a < 2147483648.0, (uint32_t)(int32_t)a)
 		CASE(0xab) TRUNC(f64, double, i32, a > -1.0, a < 4294967296.0, (uint32_t)a)
-		CASE(0xac) UN(i32, i64, uint32_t, (uint64_t)(int64_t)S32(a))
-		CASE(0xad) UN(i32, i64, uint32_t, (uint64_t)a)
+		CASE(0xac) CONV(i32, i64, uint32_t, (uint64_t)(int64_t)S(a))
+		CASE(0xad) CONV(i32, i64, uint32_t, (uint64_t)a)
 		CASE(0xae) TRUNC(f32, float, i64, a >= -9223372036854775808.0f, a < 9223372036854775808.0f, (uint64_t)(int64_t)a)
 		CASE(0xaf) TRUNC(f32, float, i64, a > -1.0f, a < 18446744073709551616.0f, (uint64_t)a)
 		CASE(0xb0) TRUNC(f64, double, i64, a >= -9223372036854775808.0, a < 9223372036854775808.0, (uint64_t)(int64_t)a)
 		CASE(0xb1) TRUNC(f64, double, i64, a > -1.0, a < 18446744073709551616.0, (uint64_t)a)
-		CASE(0xb2) UN(i32, f32, uint32_t, (float)S32(a))
-		CASE(0xb3) UN(i32, f32, uint32_t, (float)a)
-		CASE(0xb4) UN(i64, f32, uint64_t, (float)S64(a))
-		CASE(0xb5) UN(i64, f32, uint64_t, (float)a)
-		CASE(0xb6) UN(f64, f32, double, (float)a)
-		CASE(0xb7) UN(i32, f64, uint32_t, (double)S32(a))
-		CASE(0xb8) UN(i32, f64, uint32_t, (double)a)
-		CASE(0xb9) UN(i64, f64, uint64_t, (double)S64(a))
-		CASE(0xba) UN(i64, f64, uint64_t, (double)a)
-		CASE(0xbb) UN(f32, f64, float, (double)a)
-		CASE(0xc0) UN(i32, i32, uint32_t, (uint32_t)(int32_t)(int8_t)a)
-		CASE(0xc1) UN(i32, i32, uint32_t, (uint32_t)(int32_t)(int16_t)a)
-		CASE(0xc2) UN(i64, i64, uint64_t, (uint64_t)(int64_t)(int8_t)a)
-		CASE(0xc3) UN(i64, i64, uint64_t, (uint64_t)(int64_t)(int16_t)a)
-		CASE(0xc4) UN(i64, i64, uint64_t, (uint64_t)(int64_t)(int32_t)a)
+		CASE(0xb2) CONV(i32, f32, uint32_t, (float)S(a))
+		CASE(0xb3) CONV(i32, f32, uint32_t, (float)a)
+		CASE(0xb4) CONV(i64, f32, uint64_t, (float)S(a))
+		CASE(0xb5) CONV(i64, f32, uint64_t, (float)a)
+		CASE(0xb6) CONV(f64, f32, double, (float)a)
+		CASE(0xb7) CONV(i32, f64, uint32_t, (double)S(a))
+		CASE(0xb8) CONV(i32, f64, uint32_t, (double)a)
+		CASE(0xb9) CONV(i64, f64, uint64_t, (double)S(a))
+		CASE(0xba) CONV(i64, f64, uint64_t, (double)a)
+		CASE(0xbb) CONV(f32, f64, float, (double)a)
+		CASE(0xc0) UN(i32, uint32_t, (uint32_t)(int32_t)(int8_t)a)
+		CASE(0xc1) UN(i32, uint32_t, (uint32_t)(int32_t)(int16_t)a)
+		CASE(0xc2) UN(i64, uint64_t, (uint64_t)(int64_t)(int8_t)a)
+		CASE(0xc3) UN(i64, uint64_t, (uint64_t)(int64_t)(int16_t)a)
+		CASE(0xc4) UN(i64, uint64_t, (uint64_t)(int64_t)(int32_t)a)
 
-		CASE(0xe0) UN(f32, i32, float, sat_i32_s(a))
-		CASE(0xe1) UN(f32, i32, float, sat_i32_u(a))
-		CASE(0xe2) UN(f64, i32, double, sat_i32_s(a))
-		CASE(0xe3) UN(f64, i32, double, sat_i32_u(a))
-		CASE(0xe4) UN(f32, i64, float, sat_i64_s(a))
-		CASE(0xe5) UN(f32, i64, float, sat_i64_u(a))
-		CASE(0xe6) UN(f64, i64, double, sat_i64_s(a))
-		CASE(0xe7) UN(f64, i64, double, sat_i64_u(a))
-
-		CASE(0xc6) I32_IMM(a == b)
-		CASE(0xc7) I32_IMM(a != b)
-		CASE(0xc8) I32_IMM(S32(a) < S32(b))
-		CASE(0xc9) I32_IMM(a < b)
-		CASE(0xca) I32_IMM(S32(a) > S32(b))
-		CASE(0xcb) I32_IMM(a > b)
-		CASE(0xcc) I32_IMM(S32(a) <= S32(b))
-		CASE(0xcd) I32_IMM(a <= b)
-		CASE(0xce) I32_IMM(S32(a) >= S32(b))
-		CASE(0xcf) I32_IMM(a >= b)
-		CASE(0xea) I32_IMM(a + b)
-		CASE(0xeb) I32_IMM(a - b)
-		CASE(0xec) I32_IMM(a * b)
-		CASE(0xf1) I32_IMM(a & b)
-		CASE(0xf2) I32_IMM(a | b)
-		CASE(0xf3) I32_IMM(a ^ b)
-		CASE(0xf4) I32_IMM(a << (b & 31))
-		CASE(0xf5) I32_IMM((uint32_t)(S32(a) >> (b & 31)))
-		CASE(0xf6) I32_IMM(a >> (b & 31))
-		CASE(0xf7) I32_IMM(rotl32(a, b))
-		CASE(0xf8) I32_IMM(rotr32(a, b))
+		CASE(0xe0) CONV(f32, i32, float, sat_i32_s(a))
+		CASE(0xe1) CONV(f32, i32, float, sat_i32_u(a))
+		CASE(0xe2) CONV(f64, i32, double, sat_i32_s(a))
+		CASE(0xe3) CONV(f64, i32, double, sat_i32_u(a))
+		CASE(0xe4) CONV(f32, i64, float, sat_i64_s(a))
+		CASE(0xe5) CONV(f32, i64, float, sat_i64_u(a))
+		CASE(0xe6) CONV(f64, i64, double, sat_i64_s(a))
+		CASE(0xe7) CONV(f64, i64, double, sat_i64_u(a))
 
 		default: /* never emitted by the loader */
 #if THREADED

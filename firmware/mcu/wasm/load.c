@@ -171,6 +171,12 @@ static bool fail(loader *L, wasm_code code, const char *msg) {
 	return false;
 }
 
+/* fail_at fails pointing the message at byte at. */
+static bool fail_at(loader *L, const uint8_t *at, wasm_code code, const char *msg) {
+	L->at = at;
+	return fail(L, code, msg);
+}
+
 static void set_ctx(loader *L, const char *ctx, bool has_index, uint32_t index) {
 	L->ctx = ctx;
 	L->ctx_has_index = has_index;
@@ -182,8 +188,7 @@ static void set_ctx(loader *L, const char *ctx, bool has_index, uint32_t index) 
 static bool rd_byte(loader *L, reader *r, uint8_t *out) {
 	*out = 0;
 	if (r->p >= r->end) {
-		L->at = r->p;
-		return fail(L, WASM_ERR_MALFORMED, "unexpected end");
+		return fail_at(L, r->p, WASM_ERR_MALFORMED, "unexpected end");
 	}
 	*out = *r->p++;
 	return true;
@@ -252,8 +257,7 @@ static bool rd_count(loader *L, reader *r, uint32_t min_size, uint32_t *out) {
 		return false;
 	}
 	if ((uint64_t)*out * min_size > (uint64_t)(r->end - r->p)) {
-		L->at = at;
-		return fail(L, WASM_ERR_MALFORMED, "count is larger than the bytes left");
+		return fail_at(L, at, WASM_ERR_MALFORMED, "count is larger than the bytes left");
 	}
 	return true;
 }
@@ -261,8 +265,7 @@ static bool rd_count(loader *L, reader *r, uint32_t min_size, uint32_t *out) {
 static bool rd_bytes(loader *L, reader *r, uint32_t n, const uint8_t **out) {
 	*out = r->p;
 	if ((size_t)(r->end - r->p) < n) {
-		L->at = r->p;
-		return fail(L, WASM_ERR_MALFORMED, "unexpected end");
+		return fail_at(L, r->p, WASM_ERR_MALFORMED, "unexpected end");
 	}
 	*out = r->p;
 	r->p += n;
@@ -314,8 +317,7 @@ static bool rd_name(loader *L, reader *r, const uint8_t **name, uint32_t *len) {
 		return false;
 	}
 	if (!wasm_utf8_valid(*name, *len)) {
-		L->at = at;
-		return fail(L, WASM_ERR_MALFORMED, "name is not valid UTF-8");
+		return fail_at(L, at, WASM_ERR_MALFORMED, "name is not valid UTF-8");
 	}
 	return true;
 }
@@ -334,11 +336,9 @@ static bool rd_valtype(loader *L, reader *r, uint8_t *t) {
 	case 0x7b:
 	case 0x70:
 	case 0x6f:
-		L->at = at;
-		return fail(L, WASM_ERR_UNSUPPORTED, "vector and reference value types are not supported");
+		return fail_at(L, at, WASM_ERR_UNSUPPORTED, "vector and reference value types are not supported");
 	default:
-		L->at = at;
-		return fail(L, WASM_ERR_MALFORMED, "unknown value type");
+		return fail_at(L, at, WASM_ERR_MALFORMED, "unknown value type");
 	}
 }
 
@@ -433,22 +433,51 @@ static bool scan_sections(loader *L, const uint8_t *bin, size_t len) {
 /* section_done checks that a section's entries used all its bytes. */
 static bool section_done(loader *L, reader *r) {
 	if (r->p != r->end) {
-		L->at = r->p;
-		return fail(L, WASM_ERR_MALFORMED, "section has bytes after its last entry");
+		return fail_at(L, r->p, WASM_ERR_MALFORMED, "section has bytes after its last entry");
 	}
 	return true;
+}
+
+/* Section names by id, the context of their messages. */
+static const char *const section_names[SEC_COUNT] = {
+    "custom section", "type section",   "import section",  "function section", "table section",
+    "memory section", "global section", "export section",  "start section",    "element section",
+    "code section",   "data section",   "data count section",
+};
+
+/* open_section reads the entry count of section id, 0 when it is absent;
+ * each entry takes at least min_size bytes. More than max entries are
+ * refused with too_many. */
+static bool open_section(loader *L, uint8_t id, uint32_t min_size, uint32_t max, const char *too_many,
+                         uint32_t *n) {
+	*n = 0;
+	set_ctx(L, section_names[id], false, 0);
+	if (L->has_sec[id] && !rd_count(L, &L->sec[id], min_size, n)) {
+		return false;
+	}
+	return *n <= max || fail(L, WASM_ERR_UNSUPPORTED, too_many);
+}
+
+/* set_entry sets the context to entry i of a section, named what, starting
+ * at r's position. */
+static void set_entry(loader *L, reader *r, const char *what, uint32_t i) {
+	set_ctx(L, what, true, i);
+	L->at = r->p;
+}
+
+/* close_section checks, in the section's context again, that its entries
+ * used all its bytes. */
+static bool close_section(loader *L, uint8_t id) {
+	set_ctx(L, section_names[id], false, 0);
+	return !L->has_sec[id] || section_done(L, &L->sec[id]);
 }
 
 static bool read_types(loader *L) {
 	wasm_instance *inst = L->inst;
 	reader *r = &L->sec[1];
-	uint32_t n = 0;
-	set_ctx(L, "type section", false, 0);
-	if (L->has_sec[1] && !rd_count(L, r, 3, &n)) {
+	uint32_t n;
+	if (!open_section(L, 1, 3, IMM_MAX, "too many types", &n)) {
 		return false;
-	}
-	if (n > IMM_MAX) {
-		return fail(L, WASM_ERR_UNSUPPORTED, "too many types");
 	}
 	inst->types = alloc(L, (size_t)n * sizeof(wasm_type), "types");
 	if (inst->types == NULL) {
@@ -459,8 +488,7 @@ static bool read_types(loader *L) {
 		wasm_type *t = &inst->types[i];
 		uint8_t form;
 		uint32_t np, nr;
-		set_ctx(L, "type", true, i);
-		L->at = r->p;
+		set_entry(L, r, "type", i);
 		if (!rd_byte(L, r, &form)) {
 			return false;
 		}
@@ -504,8 +532,7 @@ static bool read_types(loader *L) {
 			}
 		}
 	}
-	set_ctx(L, "type section", false, 0);
-	return section_done(L, r);
+	return close_section(L, 1);
 }
 
 static void func_set_type(wasm_instance *inst, wasm_func *f, uint32_t type) {
@@ -518,16 +545,17 @@ static void func_set_type(wasm_instance *inst, wasm_func *f, uint32_t type) {
 	f->frame = t->nparams > t->nresults ? t->nparams : t->nresults;
 }
 
-static bool rd_typeidx(loader *L, reader *r, uint32_t *idx) {
+/* rd_index reads an index, refusing one at or over limit with msg. */
+static bool rd_index(loader *L, reader *r, uint32_t limit, const char *msg, uint32_t *idx) {
 	const uint8_t *at = r->p;
 	if (!rd_u32(L, r, idx)) {
 		return false;
 	}
-	if (*idx >= L->inst->ntypes) {
-		L->at = at;
-		return fail(L, WASM_ERR_INVALID, "unknown type index");
-	}
-	return true;
+	return *idx < limit || fail_at(L, at, WASM_ERR_INVALID, msg);
+}
+
+static bool rd_typeidx(loader *L, reader *r, uint32_t *idx) {
+	return rd_index(L, r, L->inst->ntypes, "unknown type index", idx);
 }
 
 /* names_equal compares a module-supplied name with a C string. */
@@ -559,16 +587,23 @@ static void append_type(wasm_status *st, const wasm_type *t) {
 	wasm_status_append(st, ")");
 }
 
+/* import_msg starts in L->m a link error about import mod.name. */
+static void import_msg(loader *L, const uint8_t *mod, uint32_t nmod, const uint8_t *name,
+                       uint32_t nname) {
+	wasm_status_set(&L->m, WASM_ERR_LINK, "imports ");
+	append_name(&L->m, mod, nmod);
+	wasm_status_append(&L->m, ".");
+	append_name(&L->m, name, nname);
+}
+
 static bool read_imports_and_functions(loader *L) {
 	wasm_instance *inst = L->inst;
 	reader *ri = &L->sec[2], *rf = &L->sec[3];
-	uint32_t ni = 0, nf = 0;
-	set_ctx(L, "import section", false, 0);
-	if (L->has_sec[2] && !rd_count(L, ri, 4, &ni)) {
+	uint32_t ni, nf;
+	if (!open_section(L, 2, 4, UINT32_MAX, NULL, &ni)) {
 		return false;
 	}
-	set_ctx(L, "function section", false, 0);
-	if (L->has_sec[3] && !rd_count(L, rf, 1, &nf)) {
+	if (!open_section(L, 3, 1, UINT32_MAX, NULL, &nf)) {
 		return false;
 	}
 	if ((uint64_t)ni + nf > IMM_MAX) {
@@ -584,8 +619,7 @@ static bool read_imports_and_functions(loader *L) {
 		const uint8_t *mod, *name;
 		uint32_t nmod, nname, type;
 		uint8_t kind;
-		set_ctx(L, "import", true, i);
-		L->at = ri->p;
+		set_entry(L, ri, "import", i);
 		if (!rd_name(L, ri, &mod, &nmod) || !rd_name(L, ri, &name, &nname) || !rd_byte(L, ri, &kind)) {
 			return false;
 		}
@@ -595,14 +629,10 @@ static bool read_imports_and_functions(loader *L) {
 			}
 			L->ctx = NULL;
 			L->at = NULL;
-			wasm_status_set(&L->m, WASM_ERR_LINK, "imports ");
-			append_name(&L->m, mod, nmod);
-			wasm_status_append(&L->m, ".");
-			append_name(&L->m, name, nname);
+			import_msg(L, mod, nmod, name, nname);
 			wasm_status_append(&L->m, kind == 1 ? ", a table" : kind == 2 ? ", a memory" : ", a global");
 			wasm_status_append(&L->m, "; only functions can be imported");
-			fail(L, WASM_ERR_LINK, L->m.msg);
-			return false;
+			return fail(L, WASM_ERR_LINK, L->m.msg);
 		}
 		if (!rd_typeidx(L, ri, &type)) {
 			return false;
@@ -625,33 +655,24 @@ static bool read_imports_and_functions(loader *L) {
 		L->ctx = NULL;
 		L->at = NULL;
 		if (h == NULL) {
-			wasm_status_set(&L->m, WASM_ERR_LINK, "imports ");
-			append_name(&L->m, mod, nmod);
-			wasm_status_append(&L->m, ".");
-			append_name(&L->m, name, nname);
+			import_msg(L, mod, nmod, name, nname);
 			wasm_status_append(&L->m, module_known ? ", which the host does not provide"
 			                                       : ", from a module the host does not provide");
-			fail(L, WASM_ERR_LINK, L->m.msg);
-			return false;
+			return fail(L, WASM_ERR_LINK, L->m.msg);
 		}
 		if (!sig_matches(&inst->types[type], h)) {
-			wasm_status_set(&L->m, WASM_ERR_LINK, "imports ");
-			append_name(&L->m, mod, nmod);
-			wasm_status_append(&L->m, ".");
-			append_name(&L->m, name, nname);
+			import_msg(L, mod, nmod, name, nname);
 			wasm_status_append(&L->m, " as ");
 			append_type(&L->m, &inst->types[type]);
 			wasm_status_append(&L->m, ", want ");
 			append_letters(&L->m, h->params);
 			wasm_status_append(&L->m, " -> ");
 			append_letters(&L->m, h->results);
-			fail(L, WASM_ERR_LINK, L->m.msg);
-			return false;
+			return fail(L, WASM_ERR_LINK, L->m.msg);
 		}
 		f->host = h;
 	}
-	set_ctx(L, "import section", false, 0);
-	if (L->has_sec[2] && !section_done(L, ri)) {
+	if (!close_section(L, 2)) {
 		return false;
 	}
 	for (uint32_t i = 0; i < nf; i++) {
@@ -662,8 +683,7 @@ static bool read_imports_and_functions(loader *L) {
 		}
 		func_set_type(inst, &inst->funcs[ni + i], type);
 	}
-	set_ctx(L, "function section", false, 0);
-	return !L->has_sec[3] || section_done(L, rf);
+	return close_section(L, 3);
 }
 
 static bool rd_limits(loader *L, reader *r, uint32_t *min, uint32_t *max, bool *has_max) {
@@ -673,9 +693,8 @@ static bool rd_limits(loader *L, reader *r, uint32_t *min, uint32_t *max, bool *
 		return false;
 	}
 	if (flag > 1) {
-		L->at = at;
-		return fail(L, flag <= 3 ? WASM_ERR_UNSUPPORTED : WASM_ERR_MALFORMED,
-		            flag <= 3 ? "shared memory is not supported" : "bad limits flag");
+		return fail_at(L, at, flag <= 3 ? WASM_ERR_UNSUPPORTED : WASM_ERR_MALFORMED,
+		               flag <= 3 ? "shared memory is not supported" : "bad limits flag");
 	}
 	if (!rd_u32(L, r, min)) {
 		return false;
@@ -686,98 +705,107 @@ static bool rd_limits(loader *L, reader *r, uint32_t *min, uint32_t *max, bool *
 		return false;
 	}
 	if (*has_max && *max < *min) {
-		L->at = at;
-		return fail(L, WASM_ERR_INVALID, "size minimum must not be greater than maximum");
+		return fail_at(L, at, WASM_ERR_INVALID, "size minimum must not be greater than maximum");
 	}
 	return true;
 }
 
-static bool read_table_and_memory(loader *L) {
+static bool read_table(loader *L) {
 	wasm_instance *inst = L->inst;
+	reader *r = &L->sec[4];
 	uint32_t n;
-	if (L->has_sec[4]) {
-		reader *r = &L->sec[4];
-		set_ctx(L, "table section", false, 0);
-		if (!rd_count(L, r, 3, &n)) {
-			return false;
-		}
-		if (n > 1) {
-			return fail(L, WASM_ERR_UNSUPPORTED, "more than one table");
-		}
-		if (n == 1) {
-			uint8_t et;
-			uint32_t min, max;
-			bool has_max;
-			L->at = r->p;
-			if (!rd_byte(L, r, &et)) {
-				return false;
-			}
-			if (et != 0x70) {
-				return fail(L, et == 0x6f ? WASM_ERR_UNSUPPORTED : WASM_ERR_MALFORMED,
-				            "table element type is not funcref");
-			}
-			if (!rd_limits(L, r, &min, &max, &has_max)) {
-				return false;
-			}
-			if (min > inst->cfg.max_table || (has_max && max > inst->cfg.max_table)) {
-				wasm_status_set(&L->m, WASM_ERR_LIMIT, "table of ");
-				wasm_status_append_int(&L->m, has_max ? max : min);
-				wasm_status_append(&L->m, " elements is over the limit of ");
-				wasm_status_append_int(&L->m, inst->cfg.max_table);
-				fail(L, WASM_ERR_LIMIT, L->m.msg);
-				return false;
-			}
-			inst->table = alloc(L, (size_t)min * 4, "the table");
-			if (inst->table == NULL) {
-				return false;
-			}
-			memset(inst->table, 0xff, (size_t)min * 4);
-			inst->has_table = true;
-			inst->table_size = min;
-			inst->table_max = max;
-			inst->table_has_max = has_max;
-		}
-		if (!section_done(L, r)) {
-			return false;
-		}
+	if (!open_section(L, 4, 3, 1, "more than one table", &n)) {
+		return false;
 	}
-	if (L->has_sec[5]) {
-		reader *r = &L->sec[5];
-		set_ctx(L, "memory section", false, 0);
-		if (!rd_count(L, r, 2, &n)) {
+	if (n == 1) {
+		uint8_t et;
+		uint32_t min, max;
+		bool has_max;
+		L->at = r->p;
+		if (!rd_byte(L, r, &et)) {
 			return false;
 		}
-		if (n > 1) {
-			return fail(L, WASM_ERR_UNSUPPORTED, "more than one memory");
+		if (et != 0x70) {
+			return fail(L, et == 0x6f ? WASM_ERR_UNSUPPORTED : WASM_ERR_MALFORMED,
+			            "table element type is not funcref");
 		}
-		if (n == 1) {
-			L->at = r->p;
-			if (!rd_limits(L, r, &L->mem_min, &L->mem_max, &L->mem_has_max)) {
-				return false;
-			}
-			if (L->mem_min > MAX_PAGES || (L->mem_has_max && L->mem_max > MAX_PAGES)) {
-				return fail(L, WASM_ERR_INVALID, "memory size must be at most 65536 pages (4GiB)");
-			}
-			if (L->mem_min > inst->cfg.memory_pages) {
-				L->at = NULL;
-				wasm_status_set(&L->m, WASM_ERR_LIMIT, "declares a minimum of ");
-				wasm_status_append_int(&L->m, L->mem_min);
-				wasm_status_append(&L->m, " memory pages (");
-				wasm_status_append_int(&L->m, (int64_t)L->mem_min * 64);
-				wasm_status_append(&L->m, " KiB), over the limit of ");
-				wasm_status_append_int(&L->m, inst->cfg.memory_pages);
-				wasm_status_append(&L->m, " pages (");
-				wasm_status_append_int(&L->m, (int64_t)inst->cfg.memory_pages * 64);
-				wasm_status_append(&L->m, " KiB)");
-				fail(L, WASM_ERR_LIMIT, L->m.msg);
-				return false;
-			}
-			inst->has_memory = true;
-		}
-		if (!section_done(L, r)) {
+		if (!rd_limits(L, r, &min, &max, &has_max)) {
 			return false;
 		}
+		if (min > inst->cfg.max_table || (has_max && max > inst->cfg.max_table)) {
+			wasm_status_set(&L->m, WASM_ERR_LIMIT, "table of ");
+			wasm_status_append_int(&L->m, has_max ? max : min);
+			wasm_status_append(&L->m, " elements is over the limit of ");
+			wasm_status_append_int(&L->m, inst->cfg.max_table);
+			return fail(L, WASM_ERR_LIMIT, L->m.msg);
+		}
+		inst->table = alloc(L, (size_t)min * 4, "the table");
+		if (inst->table == NULL) {
+			return false;
+		}
+		memset(inst->table, 0xff, (size_t)min * 4);
+		inst->has_table = true;
+		inst->table_size = min;
+		inst->table_max = max;
+		inst->table_has_max = has_max;
 	}
+	return close_section(L, 4);
+}
+
+static bool read_memory(loader *L) {
+	wasm_instance *inst = L->inst;
+	reader *r = &L->sec[5];
+	uint32_t n;
+	if (!open_section(L, 5, 2, 1, "more than one memory", &n)) {
+		return false;
+	}
+	if (n == 1) {
+		L->at = r->p;
+		if (!rd_limits(L, r, &L->mem_min, &L->mem_max, &L->mem_has_max)) {
+			return false;
+		}
+		if (L->mem_min > MAX_PAGES || (L->mem_has_max && L->mem_max > MAX_PAGES)) {
+			return fail(L, WASM_ERR_INVALID, "memory size must be at most 65536 pages (4GiB)");
+		}
+		if (L->mem_min > inst->cfg.memory_pages) {
+			L->at = NULL;
+			wasm_status_set(&L->m, WASM_ERR_LIMIT, "declares a minimum of ");
+			wasm_status_append_int(&L->m, L->mem_min);
+			wasm_status_append(&L->m, " memory pages (");
+			wasm_status_append_int(&L->m, (int64_t)L->mem_min * 64);
+			wasm_status_append(&L->m, " KiB), over the limit of ");
+			wasm_status_append_int(&L->m, inst->cfg.memory_pages);
+			wasm_status_append(&L->m, " pages (");
+			wasm_status_append_int(&L->m, (int64_t)inst->cfg.memory_pages * 64);
+			wasm_status_append(&L->m, " KiB)");
+			return fail(L, WASM_ERR_LIMIT, L->m.msg);
+		}
+		inst->has_memory = true;
+	}
+	return close_section(L, 5);
+}
+
+/* rd_const reads the immediate of i32/i64/f32/f64.const (op 0x41..0x44):
+ * its bits in *v, zero-extended for the 32-bit types, its type in *t. */
+static bool rd_const(loader *L, reader *r, uint8_t op, uint64_t *v, uint8_t *t) {
+	static const uint8_t types[4] = {T_I32, T_I64, T_F32, T_F64};
+	bool wide = op == 0x42 || op == 0x44;
+	const uint8_t *b;
+	*t = types[op - 0x41];
+	*v = 0;
+	if (op == 0x41 || op == 0x42) {
+		if (!rd_leb(L, r, wide ? 64 : 32, true, v)) {
+			return false;
+		}
+		if (!wide) {
+			*v = (uint32_t)*v;
+		}
+		return true;
+	}
+	if (!rd_bytes(L, r, wide ? 8 : 4, &b)) {
+		return false;
+	}
+	memcpy(v, b, wide ? 8 : 4); /* little-endian, like the slots */
 	return true;
 }
 
@@ -785,7 +813,6 @@ static bool read_table_and_memory(loader *L) {
  * constant instructions are allowed: there are no imported globals. */
 static bool const_expr(loader *L, reader *r, uint8_t want, wasm_value *out) {
 	uint8_t op, end, got;
-	uint64_t v;
 	const uint8_t *at = r->p;
 	if (!rd_byte(L, r, &op)) {
 		return false;
@@ -793,58 +820,29 @@ static bool const_expr(loader *L, reader *r, uint8_t want, wasm_value *out) {
 	out->i64 = 0;
 	switch (op) {
 	case 0x41:
-		if (!rd_leb(L, r, 32, true, &v)) {
-			return false;
-		}
-		out->i32 = (uint32_t)v;
-		got = T_I32;
-		break;
 	case 0x42:
-		if (!rd_leb(L, r, 64, true, &v)) {
+	case 0x43:
+	case 0x44:
+		if (!rd_const(L, r, op, &out->i64, &got)) {
 			return false;
 		}
-		out->i64 = v;
-		got = T_I64;
 		break;
-	case 0x43: {
-		const uint8_t *b;
-		if (!rd_bytes(L, r, 4, &b)) {
-			return false;
-		}
-		memcpy(&out->i32, b, 4);
-		got = T_F32;
-		break;
-	}
-	case 0x44: {
-		const uint8_t *b;
-		if (!rd_bytes(L, r, 8, &b)) {
-			return false;
-		}
-		memcpy(&out->i64, b, 8);
-		got = T_F64;
-		break;
-	}
 	case 0x23:
-		L->at = at;
-		return fail(L, WASM_ERR_INVALID, "unknown global in a constant expression");
+		return fail_at(L, at, WASM_ERR_INVALID, "unknown global in a constant expression");
 	case 0x0b:
-		L->at = at;
-		return fail(L, WASM_ERR_INVALID, "type mismatch: empty constant expression");
+		return fail_at(L, at, WASM_ERR_INVALID, "type mismatch: empty constant expression");
 	default:
-		L->at = at;
-		return fail(L, WASM_ERR_INVALID, "constant expression required");
+		return fail_at(L, at, WASM_ERR_INVALID, "constant expression required");
 	}
 	if (got != want) {
-		L->at = at;
-		return fail(L, WASM_ERR_INVALID, "type mismatch in a constant expression");
+		return fail_at(L, at, WASM_ERR_INVALID, "type mismatch in a constant expression");
 	}
 	at = r->p;
 	if (!rd_byte(L, r, &end)) {
 		return false;
 	}
 	if (end != 0x0b) {
-		L->at = at;
-		return fail(L, WASM_ERR_INVALID, "constant expression required (one instruction, then end)");
+		return fail_at(L, at, WASM_ERR_INVALID, "constant expression required (one instruction, then end)");
 	}
 	return true;
 }
@@ -852,13 +850,9 @@ static bool const_expr(loader *L, reader *r, uint8_t want, wasm_value *out) {
 static bool read_globals(loader *L) {
 	wasm_instance *inst = L->inst;
 	reader *r = &L->sec[6];
-	uint32_t n = 0;
-	set_ctx(L, "global section", false, 0);
-	if (L->has_sec[6] && !rd_count(L, r, 4, &n)) {
+	uint32_t n;
+	if (!open_section(L, 6, 4, IMM_MAX, "too many globals", &n)) {
 		return false;
-	}
-	if (n > IMM_MAX) {
-		return fail(L, WASM_ERR_UNSUPPORTED, "too many globals");
 	}
 	inst->globals = alloc(L, (size_t)n * sizeof(wasm_value), "globals");
 	inst->gtypes = alloc(L, n, "globals");
@@ -884,16 +878,14 @@ static bool read_globals(loader *L) {
 		inst->gtypes[i] = (uint8_t)(t | (mut ? 0x80 : 0));
 		inst->nglobals = i + 1;
 	}
-	set_ctx(L, "global section", false, 0);
-	return !L->has_sec[6] || section_done(L, r);
+	return close_section(L, 6);
 }
 
 static bool read_exports(loader *L) {
 	wasm_instance *inst = L->inst;
 	reader *r = &L->sec[7];
-	uint32_t n = 0;
-	set_ctx(L, "export section", false, 0);
-	if (L->has_sec[7] && !rd_count(L, r, 3, &n)) {
+	uint32_t n;
+	if (!open_section(L, 7, 3, UINT32_MAX, NULL, &n)) {
 		return false;
 	}
 	inst->exports = alloc(L, (size_t)n * sizeof(wasm_export), "exports");
@@ -904,8 +896,7 @@ static bool read_exports(loader *L) {
 		const uint8_t *name;
 		uint32_t len, idx;
 		uint8_t kind;
-		set_ctx(L, "export", true, i);
-		L->at = r->p;
+		set_entry(L, r, "export", i);
 		if (!rd_name(L, r, &name, &len) || !rd_byte(L, r, &kind) || !rd_u32(L, r, &idx)) {
 			return false;
 		}
@@ -933,8 +924,7 @@ static bool read_exports(loader *L) {
 		inst->exports[i] = (wasm_export){.name = copy, .len = len, .kind = kind, .index = idx};
 		inst->nexports = i + 1;
 	}
-	set_ctx(L, "export section", false, 0);
-	return !L->has_sec[7] || section_done(L, r);
+	return close_section(L, 7);
 }
 
 static bool read_start(loader *L) {
@@ -944,7 +934,7 @@ static bool read_start(loader *L) {
 	if (!L->has_sec[8]) {
 		return true;
 	}
-	set_ctx(L, "start section", false, 0);
+	set_ctx(L, section_names[8], false, 0);
 	L->at = r->p;
 	if (!rd_u32(L, r, &inst->start_func)) {
 		return false;
@@ -965,18 +955,13 @@ static bool read_elements(loader *L) {
 	wasm_instance *inst = L->inst;
 	reader *r = &L->sec[9];
 	uint32_t n;
-	if (!L->has_sec[9]) {
-		return true;
-	}
-	set_ctx(L, "element section", false, 0);
-	if (!rd_count(L, r, 1, &n)) {
+	if (!open_section(L, 9, 1, UINT32_MAX, NULL, &n)) {
 		return false;
 	}
 	for (uint32_t i = 0; i < n; i++) {
 		uint32_t prefix, count;
 		wasm_value off;
-		set_ctx(L, "element segment", true, i);
-		L->at = r->p;
+		set_entry(L, r, "element segment", i);
 		if (!rd_u32(L, r, &prefix)) {
 			return false;
 		}
@@ -1005,12 +990,11 @@ static bool read_elements(loader *L) {
 			}
 		}
 		if (!fits) {
-			L->at = NULL;
-			return fail(L, WASM_ERR_INVALID, "out of bounds table access: segment does not fit the table");
+			return fail_at(L, NULL, WASM_ERR_INVALID,
+			               "out of bounds table access: segment does not fit the table");
 		}
 	}
-	set_ctx(L, "element section", false, 0);
-	return section_done(L, r);
+	return close_section(L, 9);
 }
 
 /* ---- function bodies: validation and translation ---- */
@@ -1027,9 +1011,8 @@ static bool put(loader *L, uint32_t w) {
 	wasm_instance *inst = L->inst;
 	L->last_op = NONE24;
 	if (inst->ncode >= L->code_cap) {
-		L->at = NULL;
-		return fail(L, inst->ncode >= IMM_MAX ? WASM_ERR_UNSUPPORTED : WASM_ERR_ARENA,
-		            "arena too small for the code");
+		return fail_at(L, NULL, inst->ncode >= IMM_MAX ? WASM_ERR_UNSUPPORTED : WASM_ERR_ARENA,
+		               "arena too small for the code");
 	}
 	inst->code[inst->ncode++] = w;
 	return true;
@@ -1109,8 +1092,7 @@ static bool pop_val(loader *L, uint8_t want, uint8_t *got) {
 			wasm_status_set(&L->m, WASM_ERR_INVALID, "type mismatch: expected ");
 			wasm_status_append(&L->m, want == T_NONE ? "a value" : type_name(want));
 			wasm_status_append(&L->m, " but the stack is empty");
-			fail(L, WASM_ERR_INVALID, L->m.msg);
-			return false;
+			return fail(L, WASM_ERR_INVALID, L->m.msg);
 		}
 		t = T_NONE;
 	} else {
@@ -1121,8 +1103,7 @@ static bool pop_val(loader *L, uint8_t want, uint8_t *got) {
 		wasm_status_append(&L->m, type_name(want));
 		wasm_status_append(&L->m, ", got ");
 		wasm_status_append(&L->m, type_name(t));
-		fail(L, WASM_ERR_INVALID, L->m.msg);
-		return false;
+		return fail(L, WASM_ERR_INVALID, L->m.msg);
 	}
 	if (got != NULL) {
 		*got = t;
@@ -1193,15 +1174,7 @@ static uint32_t target_word(ctrl *c, uint32_t at) {
 }
 
 static bool rd_depth(loader *L, reader *r, uint32_t *depth) {
-	const uint8_t *at = r->p;
-	if (!rd_u32(L, r, depth)) {
-		return false;
-	}
-	if (*depth >= L->nctrls) {
-		L->at = at;
-		return fail(L, WASM_ERR_INVALID, "unknown label");
-	}
-	return true;
+	return rd_index(L, r, L->nctrls, "unknown label", depth);
 }
 
 /* emit_branch emits a br (op_plain/op_adj) to the frame depth levels up,
@@ -1298,11 +1271,12 @@ static void numeric_sig(uint8_t op, uint8_t *a, uint8_t *b, uint8_t *r) {
 	}
 }
 
-/* memory access opcodes 0x28..0x3e: log2 of the access size and value type */
-static const uint8_t mem_log2[23] = {2, 3, 2, 3, 0, 0, 1, 1, 0, 0, 1, 1, 2, 2, 2, 3, 2, 3, 0, 1, 0, 1, 2};
-static const uint8_t mem_type[23] = {T_I32, T_I64, T_F32, T_F64, T_I32, T_I32, T_I32, T_I32,
-                                     T_I64, T_I64, T_I64, T_I64, T_I64, T_I64, T_I32, T_I64,
-                                     T_F32, T_F64, T_I32, T_I32, T_I64, T_I64, T_I64};
+/* memory access opcodes 0x28..0x3e: log2 of the access size (the largest
+ * alignment) and value type */
+#define MEM_LOG2(op, vtype, ctype) (sizeof(ctype) == 8 ? 3 : sizeof(ctype) / 2),
+#define MEM_TYPE(op, vtype, ctype) vtype,
+static const uint8_t mem_log2[] = {MEM_LOADS(MEM_LOG2) MEM_STORES(MEM_LOG2)};
+static const uint8_t mem_type[] = {MEM_LOADS(MEM_TYPE) MEM_STORES(MEM_TYPE)};
 
 static bool need_memory(loader *L) {
 	return L->inst->has_memory ? true : fail(L, WASM_ERR_INVALID, "unknown memory 0");
@@ -1315,8 +1289,7 @@ static bool rd_zero_byte(loader *L, reader *r) {
 		return false;
 	}
 	if (b != 0) {
-		L->at = at;
-		return fail(L, WASM_ERR_MALFORMED, "zero byte expected");
+		return fail_at(L, at, WASM_ERR_MALFORMED, "zero byte expected");
 	}
 	return true;
 }
@@ -1371,8 +1344,7 @@ static bool translate(loader *L, uint32_t fi, reader *body) {
 			wasm_status_set(&L->m, WASM_ERR_LIMIT, "more than ");
 			wasm_status_append_int(&L->m, inst->cfg.max_locals);
 			wasm_status_append(&L->m, " locals");
-			fail(L, WASM_ERR_LIMIT, L->m.msg);
-			return false;
+			return fail(L, WASM_ERR_LIMIT, L->m.msg);
 		}
 		if (!rd_valtype(L, body, &t)) {
 			return false;
@@ -1405,8 +1377,7 @@ static bool translate(loader *L, uint32_t fi, reader *body) {
 		}
 	}
 	if (body->p != body->end) {
-		L->at = body->p;
-		return fail(L, WASM_ERR_MALFORMED, "bytes after the end of the function body");
+		return fail_at(L, body->p, WASM_ERR_MALFORMED, "bytes after the end of the function body");
 	}
 	f->frame = L->nlocals + L->max_vals;
 	L->hi = hi; /* release the scratch space */
@@ -1673,45 +1644,22 @@ static bool translate_op(loader *L, reader *r, uint8_t op) {
 			return false;
 		}
 		return push_val(L, T_I32) && emit_op(L, op, 0);
-	case 0x41: { /* i32.const */
-		uint64_t v;
-		if (!rd_leb(L, r, 32, true, &v) || !push_val(L, T_I32)) {
-			return false;
-		}
-		int32_t s = (int32_t)(uint32_t)v;
-		if (s >= -0x800000 && s < 0x800000) {
-			return emit_op(L, OP_I32_CONST_S, (uint32_t)s & 0xffffffu);
-		}
-		return emit_op(L, OP_I32_CONST, 0) && emit(L, (uint32_t)v);
-	}
-	case 0x42: { /* i64.const */
-		uint64_t v;
-		if (!rd_leb(L, r, 64, true, &v) || !push_val(L, T_I64)) {
-			return false;
-		}
-		int64_t s = (int64_t)v;
-		if (s >= -0x800000 && s < 0x800000) {
-			return emit_op(L, OP_I64_CONST_S, (uint32_t)s & 0xffffffu);
-		}
-		return emit_op(L, OP_I64_CONST, 0) && emit(L, (uint32_t)v) && emit(L, (uint32_t)(v >> 32));
-	}
-	case 0x43: { /* f32.const */
-		const uint8_t *b;
-		uint32_t v;
-		if (!rd_bytes(L, r, 4, &b) || !push_val(L, T_F32)) {
-			return false;
-		}
-		memcpy(&v, b, 4);
-		return emit_op(L, OP_F32_CONST, 0) && emit(L, v);
-	}
+	case 0x41: /* i32.const */
+	case 0x42: /* i64.const */
+	case 0x43: /* f32.const */
 	case 0x44: { /* f64.const */
-		const uint8_t *b;
-		uint32_t v[2];
-		if (!rd_bytes(L, r, 8, &b) || !push_val(L, T_F64)) {
+		uint64_t v;
+		if (!rd_const(L, r, op, &v, &t) || !push_val(L, t)) {
 			return false;
 		}
-		memcpy(v, b, 8);
-		return emit_op(L, OP_F64_CONST, 0) && emit(L, v[0]) && emit(L, v[1]);
+		/* Integers that fit 24 bits go in the immediate; the rest follows
+		 * in one or two words. */
+		int64_t s = op == 0x41 ? (int32_t)(uint32_t)v : (int64_t)v;
+		if (op <= 0x42 && s >= -0x800000 && s < 0x800000) {
+			return emit_op(L, op == 0x41 ? OP_I32_CONST_S : OP_I64_CONST_S, (uint32_t)s & 0xffffffu);
+		}
+		bool wide = t == T_I64 || t == T_F64;
+		return emit_op(L, op, 0) && emit(L, (uint32_t)v) && (!wide || emit(L, (uint32_t)(v >> 32)));
 	}
 	case 0xfc: { /* prefixed: saturating truncation, bulk memory */
 		uint32_t sub;
@@ -1782,15 +1730,13 @@ static bool translate_op(loader *L, reader *r, uint8_t op) {
 static bool read_code(loader *L) {
 	wasm_instance *inst = L->inst;
 	reader *r = &L->sec[10];
-	uint32_t n = 0;
+	uint32_t n;
 	uint32_t ndefined = inst->nfuncs - inst->nimports;
-	set_ctx(L, "code section", false, 0);
-	if (L->has_sec[10] && !rd_count(L, r, 2, &n)) {
+	if (!open_section(L, 10, 2, UINT32_MAX, NULL, &n)) {
 		return false;
 	}
 	if (n != ndefined) {
-		L->at = NULL;
-		return fail(L, WASM_ERR_MALFORMED, "function and code section have inconsistent lengths");
+		return fail_at(L, NULL, WASM_ERR_MALFORMED, "function and code section have inconsistent lengths");
 	}
 	inst->code = (uint32_t *)align8(L->lo);
 	inst->ncode = 0;
@@ -1798,8 +1744,7 @@ static bool read_code(loader *L) {
 	for (uint32_t i = 0; i < n; i++) {
 		uint32_t size;
 		const uint8_t *b;
-		set_ctx(L, "function", true, inst->nimports + i);
-		L->at = r->p;
+		set_entry(L, r, "function", inst->nimports + i);
 		if (!rd_u32(L, r, &size) || !rd_bytes(L, r, size, &b)) {
 			return false;
 		}
@@ -1809,28 +1754,24 @@ static bool read_code(loader *L) {
 		}
 	}
 	L->lo = (uint8_t *)(inst->code + inst->ncode);
-	set_ctx(L, "code section", false, 0);
-	return !L->has_sec[10] || section_done(L, r);
+	return close_section(L, 10);
 }
 
 static bool read_data(loader *L) {
 	wasm_instance *inst = L->inst;
 	reader *r = &L->sec[11];
-	uint32_t n = 0;
-	set_ctx(L, "data section", false, 0);
-	if (L->has_sec[11] && !rd_count(L, r, 1, &n)) {
+	uint32_t n;
+	if (!open_section(L, 11, 1, UINT32_MAX, NULL, &n)) {
 		return false;
 	}
 	if (L->ndata != UINT32_MAX && L->ndata != n) {
-		L->at = NULL;
-		return fail(L, WASM_ERR_MALFORMED, "data count and data section have inconsistent lengths");
+		return fail_at(L, NULL, WASM_ERR_MALFORMED, "data count and data section have inconsistent lengths");
 	}
 	for (uint32_t i = 0; i < n; i++) {
 		uint32_t prefix, len;
 		wasm_value off;
 		const uint8_t *bytes;
-		set_ctx(L, "data segment", true, i);
-		L->at = r->p;
+		set_entry(L, r, "data segment", i);
 		if (!rd_u32(L, r, &prefix)) {
 			return false;
 		}
@@ -1845,13 +1786,12 @@ static bool read_data(loader *L) {
 			return false;
 		}
 		if ((uint64_t)off.i32 + len > inst->mem_size) {
-			L->at = NULL;
-			return fail(L, WASM_ERR_INVALID, "out of bounds memory access: segment does not fit the memory");
+			return fail_at(L, NULL, WASM_ERR_INVALID,
+			               "out of bounds memory access: segment does not fit the memory");
 		}
 		memcpy(inst->mem + off.i32, bytes, len);
 	}
-	set_ctx(L, "data section", false, 0);
-	return !L->has_sec[11] || section_done(L, r);
+	return close_section(L, 11);
 }
 
 /* place_runtime allocates the stacks and the linear memory. */
@@ -1879,8 +1819,7 @@ static bool place_runtime(loader *L) {
 		wasm_status_set(&L->m, WASM_ERR_ARENA, "arena too small for ");
 		wasm_status_append_int(&L->m, L->mem_min);
 		wasm_status_append(&L->m, " memory pages");
-		fail(L, WASM_ERR_ARENA, L->m.msg);
-		return false;
+		return fail(L, WASM_ERR_ARENA, L->m.msg);
 	}
 	uint64_t max = L->mem_has_max ? L->mem_max : MAX_PAGES;
 	if (max > inst->cfg.memory_pages) {
@@ -1902,7 +1841,7 @@ static bool read_datacount(loader *L) {
 	if (!L->has_sec[12]) {
 		return true;
 	}
-	set_ctx(L, "data count section", false, 0);
+	set_ctx(L, section_names[12], false, 0);
 	return rd_u32(L, &L->sec[12], &L->ndata) && section_done(L, &L->sec[12]);
 }
 
@@ -1948,9 +1887,9 @@ wasm_code wasm_instantiate(wasm_instance **out, void *arena, size_t arena_size, 
 	L.lo = base + sizeof *inst;
 	L.hi = end;
 	if (!scan_sections(&L, bin, len) || !read_types(&L) || !read_imports_and_functions(&L) ||
-	    !read_table_and_memory(&L) || !read_globals(&L) || !read_exports(&L) || !read_start(&L) ||
-	    !read_elements(&L) || !read_datacount(&L) || !read_code(&L) || !place_runtime(&L) ||
-	    !read_data(&L)) {
+	    !read_table(&L) || !read_memory(&L) || !read_globals(&L) || !read_exports(&L) ||
+	    !read_start(&L) || !read_elements(&L) || !read_datacount(&L) || !read_code(&L) ||
+	    !place_runtime(&L) || !read_data(&L)) {
 		return st->code;
 	}
 	if (inst->start_func != UINT32_MAX) {
@@ -1965,25 +1904,27 @@ wasm_code wasm_instantiate(wasm_instance **out, void *arena, size_t arena_size, 
 
 /* ---- introspection ---- */
 
-bool wasm_export_func(const wasm_instance *inst, const char *name, uint32_t *func) {
+/* find_export returns the export of that kind and name, or NULL. */
+static const wasm_export *find_export(const wasm_instance *inst, uint8_t kind, const char *name) {
 	for (uint32_t i = 0; i < inst->nexports; i++) {
 		const wasm_export *e = &inst->exports[i];
-		if (e->kind == 0 && names_equal((const uint8_t *)e->name, e->len, name)) {
-			*func = e->index;
-			return true;
+		if (e->kind == kind && names_equal((const uint8_t *)e->name, e->len, name)) {
+			return e;
 		}
 	}
-	return false;
+	return NULL;
+}
+
+bool wasm_export_func(const wasm_instance *inst, const char *name, uint32_t *func) {
+	const wasm_export *e = find_export(inst, 0, name);
+	if (e != NULL) {
+		*func = e->index;
+	}
+	return e != NULL;
 }
 
 bool wasm_export_memory(const wasm_instance *inst, const char *name) {
-	for (uint32_t i = 0; i < inst->nexports; i++) {
-		const wasm_export *e = &inst->exports[i];
-		if (e->kind == 2 && names_equal((const uint8_t *)e->name, e->len, name)) {
-			return true;
-		}
-	}
-	return false;
+	return find_export(inst, 2, name) != NULL;
 }
 
 bool wasm_func_arity(const wasm_instance *inst, uint32_t func, uint32_t *params, uint32_t *results) {
@@ -2043,31 +1984,34 @@ uint8_t *wasm_memory_range(const wasm_instance *inst, uint32_t ptr, uint32_t len
 	return inst->mem + ptr;
 }
 
-bool wasm_memory_get_u32(const wasm_instance *inst, uint32_t ptr, uint32_t *v) {
-	uint8_t *p = wasm_memory_range(inst, ptr, 4);
-	if (p == NULL) {
-		return false;
+/* mem_get and mem_put copy n bytes from or to memory at ptr, when the
+ * range is inside it. */
+static bool mem_get(const wasm_instance *inst, uint32_t ptr, void *v, uint32_t n) {
+	const uint8_t *p = wasm_memory_range(inst, ptr, n);
+	if (p != NULL) {
+		memcpy(v, p, n);
 	}
-	memcpy(v, p, 4);
-	return true;
+	return p != NULL;
+}
+
+static bool mem_put(wasm_instance *inst, uint32_t ptr, const void *v, uint32_t n) {
+	uint8_t *p = wasm_memory_range(inst, ptr, n);
+	if (p != NULL) {
+		memcpy(p, v, n);
+	}
+	return p != NULL;
+}
+
+bool wasm_memory_get_u32(const wasm_instance *inst, uint32_t ptr, uint32_t *v) {
+	return mem_get(inst, ptr, v, 4);
 }
 
 bool wasm_memory_set_u32(wasm_instance *inst, uint32_t ptr, uint32_t v) {
-	uint8_t *p = wasm_memory_range(inst, ptr, 4);
-	if (p == NULL) {
-		return false;
-	}
-	memcpy(p, &v, 4);
-	return true;
+	return mem_put(inst, ptr, &v, 4);
 }
 
 bool wasm_memory_set_u64(wasm_instance *inst, uint32_t ptr, uint64_t v) {
-	uint8_t *p = wasm_memory_range(inst, ptr, 8);
-	if (p == NULL) {
-		return false;
-	}
-	memcpy(p, &v, 8);
-	return true;
+	return mem_put(inst, ptr, &v, 8);
 }
 
 void wasm_get_stats(const wasm_instance *inst, wasm_stats *s) {

@@ -76,6 +76,21 @@ enum {
 	OP_LOCAL_GET2 = 0xf9 /* two local.get: imm bits 0..11 and 12..23 */
 };
 
+/*
+ * The loads (0x28..0x35) and stores (0x36..0x3e), in opcode order:
+ * X(opcode, value type, type in memory). The loader takes the alignment
+ * limit and operand types from here, the interpreter its handlers.
+ */
+#define MEM_LOADS(X)                                                                       \
+	X(0x28, T_I32, uint32_t) X(0x29, T_I64, uint64_t) X(0x2a, T_F32, uint32_t) X(0x2b, T_F64, uint64_t) \
+	X(0x2c, T_I32, int8_t) X(0x2d, T_I32, uint8_t) X(0x2e, T_I32, int16_t) X(0x2f, T_I32, uint16_t)     \
+	X(0x30, T_I64, int8_t) X(0x31, T_I64, uint8_t) X(0x32, T_I64, int16_t) X(0x33, T_I64, uint16_t)     \
+	X(0x34, T_I64, int32_t) X(0x35, T_I64, uint32_t)
+#define MEM_STORES(X)                                                                      \
+	X(0x36, T_I32, uint32_t) X(0x37, T_I64, uint64_t) X(0x38, T_F32, uint32_t) X(0x39, T_F64, uint64_t) \
+	X(0x3a, T_I32, uint8_t) X(0x3b, T_I32, uint16_t) X(0x3c, T_I64, uint8_t) X(0x3d, T_I64, uint16_t)   \
+	X(0x3e, T_I64, uint32_t)
+
 /* wasm_type is a function type: at most 255 params and one result. */
 typedef struct wasm_type {
 	uint8_t *params;

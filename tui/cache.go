@@ -93,8 +93,14 @@ func (c *cache) reset(devs []v1alpha1.Device, apps []v1alpha1.Application, gws [
 		c.events = nil
 		c.lastSeq = 0
 	}
-	for _, d := range c.devices {
-		c.sampleRTT(d)
+	// Only devices with a history take a sample here: starting one for
+	// each of 10,000 devices would double the time to the first frame, and
+	// rttHistory adds a device's current round trip when it is not
+	// sampled yet.
+	for name := range c.live {
+		if d := c.devices[name]; d != nil {
+			c.sampleRTT(d)
+		}
 	}
 	c.rev++
 }
@@ -220,6 +226,19 @@ func (c *cache) applyResource(e api.Event) {
 	case v1alpha1.KindGateway:
 		applyObject(c.gateways, e, deleted, func(g *v1alpha1.Gateway) string { return g.ResourceVersion })
 	}
+}
+
+// rttHistory returns d's round trips from its live state l (nil when it
+// has none), oldest first, ending with its current one.
+func rttHistory(d *v1alpha1.Device, l *deviceLive) []int64 {
+	var h []int64
+	if l != nil {
+		h = l.rtt
+	}
+	if us := d.Status.RTTMicros; us > 0 && (len(h) == 0 || h[len(h)-1] != us) {
+		h = append(h[:len(h):len(h)], us)
+	}
+	return h
 }
 
 // sampleRTT adds the device's round trip to its history when it differs

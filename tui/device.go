@@ -89,8 +89,8 @@ func renderDevice(st *styles, d *v1alpha1.Device, l *deviceLive, now time.Time, 
 	}
 	field("Gateway", gw)
 	field("Last seen", age(d.Status.LastSeen, now)+" ago   RTT "+rtt(d.Status.RTTMicros))
-	if l != nil && len(l.rtt) > 0 {
-		field("RTT trend", rttTrend(l.rtt, st.ascii()))
+	if h := rttHistory(d, l); len(h) > 0 {
+		field("RTT trend", rttTrend(h, st.ascii()))
 	}
 	if d.Status.Firmware != "" {
 		field("Firmware", d.Status.Firmware)

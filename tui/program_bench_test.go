@@ -68,8 +68,17 @@ func benchFleet(b *testing.B, n int) ([]v1alpha1.Device, func() time.Time) {
 
 // silentDaemon is an API that takes requests and never answers them.
 func silentDaemon(b *testing.B) *client.Client {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
+	// A request of a program's last commands may still be on its way when
+	// the benchmark ends: closing stop answers it too.
+	stop := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-stop:
+		}
+	}))
 	b.Cleanup(func() {
+		close(stop)
 		srv.CloseClientConnections()
 		srv.Close()
 	})

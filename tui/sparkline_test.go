@@ -89,4 +89,19 @@ func TestRTTHistory(t *testing.T) {
 	if !strings.Contains(out, "RTT trend   000") || !strings.Contains(out, "last 1.08ms") {
 		t.Errorf("device detail lacks the RTT trend:\n%s", out)
 	}
+
+	// A fresh list samples nobody; a device's history is then its
+	// current round trip, and grows from there.
+	d.Status.RTTMicros = 700
+	c.reset([]v1alpha1.Device{d}, nil, nil, true)
+	if len(c.live) != 0 {
+		t.Errorf("a fresh list started %d histories, want none", len(c.live))
+	}
+	if got := rttHistory(c.devices["dev-a"], c.live["dev-a"]); len(got) != 1 || got[0] != 700 {
+		t.Errorf("rttHistory after a fresh list = %v, want [700]", got)
+	}
+	update(800, t0.Add(time.Hour))
+	if got := rttHistory(c.devices["dev-a"], c.live["dev-a"]); len(got) != 1 || got[0] != 800 {
+		t.Errorf("rttHistory after an update = %v, want [800]", got)
+	}
 }

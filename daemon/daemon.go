@@ -8,11 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -75,6 +77,11 @@ type Config struct {
 	Demo       bool
 	DemoModule string
 
+	// StopLimit is how long a stop waits for the daemon's parts (boards,
+	// controllers, streams) to end before it gives up on them and names
+	// them in its error; 30s.
+	StopLimit time.Duration
+
 	// SSH, when set, is run beside the API as one more member of the
 	// daemon's group, with the API's listen address, once the API
 	// listens; it ends with the daemon, and its error ends the daemon.
@@ -107,6 +114,9 @@ func (c *Config) defaults() error {
 	}
 	if c.Store == StoreKubernetes && c.Namespace == "" {
 		c.Namespace = "wasmbed"
+	}
+	if c.StopLimit <= 0 {
+		c.StopLimit = 30 * time.Second
 	}
 	if c.GatewayHeartbeat <= 0 {
 		c.GatewayHeartbeat = controller.DefaultHeartbeat
@@ -249,17 +259,18 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
+	parts := &parts{g: g}
 	// Requests live in the daemon's context, so that streams (events,
 	// consoles) end when it shuts down instead of holding Shutdown up.
 	srv.BaseContext = func(net.Listener) context.Context { return gctx }
-	g.Go(func() error { return gw.Serve(gctx, gwLn) })
-	for _, b := range d.backends {
-		g.Go(func() error { return b.Run(gctx) })
+	parts.Go("gateway", func() error { return gw.Serve(gctx, gwLn) })
+	for name, b := range d.backends {
+		parts.Go(name+" boards", func() error { return b.Run(gctx) })
 	}
-	g.Go(func() error { return d.devices.Run(gctx) })
-	g.Go(func() error { return gws.Run(gctx) })
+	parts.Go("device controller", func() error { return d.devices.Run(gctx) })
+	parts.Go("gateway heartbeat", func() error { return gws.Run(gctx) })
 	// Rollouts and placement run on the leader only.
-	g.Go(func() error {
+	parts.Go("leader work", func() error {
 		return d.lead.run(gctx, cfg, log, func(ctx context.Context) error {
 			lg, lctx := errgroup.WithContext(ctx)
 			lg.Go(func() error { return d.apps.Run(lctx) })
@@ -270,25 +281,79 @@ func Run(ctx context.Context, cfg Config) error {
 			return lg.Wait()
 		})
 	})
-	g.Go(func() error { return (&apiserver.ResourcePublisher{Store: cached, Bus: bus, Logger: log}).Run(gctx) })
-	g.Go(func() error {
+	parts.Go("resource events", func() error {
+		return (&apiserver.ResourcePublisher{Store: cached, Bus: bus, Logger: log}).Run(gctx)
+	})
+	parts.Go("api", func() error {
 		if err := srv.Serve(apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("api: %w", err)
 		}
 		return nil
 	})
-	g.Go(func() error {
+	parts.Go("api shutdown", func() error {
 		<-gctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		return srv.Shutdown(sctx)
 	})
 	if cfg.SSH != nil {
-		g.Go(func() error { return cfg.SSH(gctx, apiLn.Addr()) })
+		parts.Go("ssh console", func() error { return cfg.SSH(gctx, apiLn.Addr()) })
 	}
-	err = g.Wait()
+	err = parts.Wait(gctx, cfg.StopLimit)
 	log.Info("daemon stopped", "err", err)
 	return err
+}
+
+// parts runs the daemon's long-lived parts in one group and keeps the
+// names of those still running, so that a stop that hangs says where.
+type parts struct {
+	g       *errgroup.Group
+	mu      sync.Mutex
+	running map[string]int
+}
+
+// Go runs fn as the part name.
+func (p *parts) Go(name string, fn func() error) {
+	p.mu.Lock()
+	if p.running == nil {
+		p.running = map[string]int{}
+	}
+	p.running[name]++
+	p.mu.Unlock()
+	p.g.Go(func() error {
+		defer func() {
+			p.mu.Lock()
+			if p.running[name]--; p.running[name] == 0 {
+				delete(p.running, name)
+			}
+			p.mu.Unlock()
+		}()
+		return fn()
+	})
+}
+
+// Wait waits for every part to return. Once ctx ends, it waits at most
+// limit: a part that does not stop by then is named in the error, and the
+// daemon exits without it rather than hang.
+func (p *parts) Wait(ctx context.Context, limit time.Duration) error {
+	done := make(chan error, 1)
+	go func() { done <- p.g.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		p.mu.Lock()
+		names := slices.Sorted(maps.Keys(p.running))
+		p.mu.Unlock()
+		return fmt.Errorf("stop: still running after %v: %s", limit, strings.Join(names, ", "))
+	}
 }
 
 // daemon holds what the parts share at run time.

@@ -323,3 +323,41 @@ func readUntil(t *testing.T, r io.Reader, want string) string {
 	}
 	return buf.String()
 }
+
+// TestStopLimit runs a daemon with a part that ignores the stop (an SSH
+// hook that never returns): the stop gives up on it after StopLimit and
+// names it, rather than hang.
+func TestStopLimit(t *testing.T) {
+	hang := make(chan struct{})
+	defer close(hang)
+	ready := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- daemon.Run(ctx, daemon.Config{
+			DataDir: t.TempDir(), APIListen: "127.0.0.1:0", GatewayListen: "127.0.0.1:0",
+			DeviceBinary: deviceBinary, StopLimit: 100 * time.Millisecond,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Ready:  func(_, _ net.Addr) { close(ready) },
+			SSH: func(context.Context, net.Addr) error {
+				<-hang
+				return nil
+			},
+		})
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("daemon did not start: %v", err)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "still running") || !strings.Contains(err.Error(), "ssh console") {
+			t.Errorf("Run = %v, want a stop error naming the ssh console", err)
+		}
+	case <-time.After(waitLimit):
+		t.Fatal("the daemon's stop hung")
+	}
+}

@@ -154,10 +154,6 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return err
 	}
-	ca, err := pki.Open(filepath.Join(cfg.DataDir, "pki"), pki.Options{CADir: cfg.CADir})
-	if err != nil {
-		return err
-	}
 	st, recorder, closeStore, err := openStore(cfg)
 	if err != nil {
 		return err
@@ -172,6 +168,15 @@ func Run(ctx context.Context, cfg Config) error {
 		if cached, err = k.Cached(cctx); err != nil {
 			return err
 		}
+	}
+	// Enrollment tokens live on their Devices in the store, which the
+	// daemons of a cluster share.
+	ca, err := pki.Open(filepath.Join(cfg.DataDir, "pki"), pki.Options{
+		CADir:  cfg.CADir,
+		Tokens: storeTokens{devices: st.Devices(), cached: cached.Devices(), now: time.Now},
+	})
+	if err != nil {
+		return err
 	}
 
 	gwLn, err := net.Listen("tcp", cfg.GatewayListen)

@@ -336,6 +336,24 @@ func TestKubeFailover(t *testing.T) {
 	// gw-a leads: it reaches f-2 through gw-b's daemon.
 	appRunsOn(t, dyn, "sensor", "f-1", "f-2")
 
+	// A token issued by gw-a's daemon enrolls a real device at gw-b's
+	// gateway: tokens are on the Device, which both see.
+	kubeCreate(t, dyn, devicesGVR, v1alpha1.KindDevice, &v1alpha1.Device{
+		ObjectMeta: metav1.ObjectMeta{Name: "f-3"}, Spec: v1alpha1.DeviceSpec{Board: "mps2-an385", Gateway: "gw-b"},
+	})
+	tok, err := a.c.CreateToken(ctx, "f-3", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	actx, stopAgent := context.WithCancel(ctx)
+	agentDone := enrollAgent(actx, t, b.c, tok.Token, "f-3", tok.CA)
+	waitPhase(t, b.c, "f-3", v1alpha1.DeviceOnline)
+	stopAgent()
+	<-agentDone
+	if err := b.c.DeleteDevice(ctx, "f-3"); err != nil {
+		t.Fatal(err)
+	}
+
 	a.stop()
 	leads(t, b, "gw-b")
 	eventually(t, "gw-a is offline", func() (bool, error) {

@@ -86,6 +86,10 @@ type Options struct {
 	// certificates. Open never creates a CA there; tokens, issued
 	// certificates and revocations stay in dir, one state per daemon.
 	CADir string
+	// Tokens, when set, keeps enrollment tokens in place of the state in
+	// dir: a store the daemons of a cluster share, so that a token one of
+	// them issued enrolls the device at any of them.
+	Tokens TokenStore
 }
 
 // Authority is the Wasmbed certificate authority backed by a directory.
@@ -103,6 +107,8 @@ type Authority struct {
 	caKey *ecdsa.PrivateKey
 	caPEM []byte
 	pool  *x509.CertPool
+
+	tokens TokenStore // nil: tokens are in st
 
 	mu sync.RWMutex
 	st *state // guarded by mu
@@ -122,7 +128,7 @@ func Open(dir string, opt Options) (*Authority, error) {
 	if opt.DeviceCertTTL < 0 {
 		return nil, fmt.Errorf("open pki %s: negative device certificate lifetime %v", dir, opt.DeviceCertTTL)
 	}
-	a := &Authority{dir: dir, clock: opt.Now, ttl: opt.DeviceCertTTL}
+	a := &Authority{dir: dir, clock: opt.Now, ttl: opt.DeviceCertTTL, tokens: opt.Tokens}
 	if a.clock == nil {
 		a.clock = time.Now
 	}

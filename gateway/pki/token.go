@@ -3,6 +3,7 @@ package pki
 import (
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
@@ -38,6 +39,14 @@ func (a *Authority) CreateToken(device string, ttl time.Duration) (string, error
 	token := tokenPrefix + base64.RawURLEncoding.EncodeToString(b[:])
 	h := tokenHash(token)
 
+	if a.tokens != nil {
+		now := a.now().UTC()
+		rec := TokenRecord{Device: device, Created: now, ExpiresAt: now.Add(ttl)}
+		if err := a.tokens.AddToken(h, rec); err != nil {
+			return "", fmt.Errorf("create token for %s: %w", device, err)
+		}
+		return token, nil
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	now := a.now().UTC()
@@ -68,6 +77,9 @@ func (a *Authority) Enroll(token string, csrDER []byte) (device string, certDER 
 	// its error is reported only once the token has been accepted.
 	csr, csrErr := parseCSR(csrDER)
 	h := tokenHash(token)
+	if a.tokens != nil {
+		return a.enrollShared(h, csr, csrErr)
+	}
 
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -116,4 +128,72 @@ func wellFormedToken(token string) bool {
 func tokenHash(token string) string {
 	sum := sha256.Sum256([]byte(token))
 	return hex.EncodeToString(sum[:])
+}
+
+// TokenRecord is an enrollment token as a TokenStore keeps it.
+type TokenRecord struct {
+	Device    string
+	Created   time.Time
+	ExpiresAt time.Time
+	UsedAt    time.Time // zero while unused
+}
+
+// TokenStore keeps enrollment tokens outside an authority's own state
+// (Options.Tokens). Tokens are known by the hex SHA-256 of their text;
+// the text itself is never given to the store.
+type TokenStore interface {
+	// AddToken records a new token.
+	AddToken(hash string, rec TokenRecord) error
+	// Token returns the token's record, or an error wrapping
+	// ErrTokenUnknown. device, when not "", is the device the token is
+	// most likely for (the CSR's name): where to look first.
+	Token(hash, device string) (TokenRecord, error)
+	// UseToken marks device's token used at now if it is unused and
+	// unexpired, atomically among every user of the store; otherwise it
+	// returns an error wrapping ErrTokenUnknown, ErrTokenUsed or
+	// ErrTokenExpired.
+	UseToken(hash, device string, now time.Time) error
+}
+
+// enrollShared is Enroll with the tokens in a TokenStore. The token is
+// checked, then the CSR; the token is consumed before the certificate is
+// issued, so that two daemons given one token issue at most one
+// certificate. A certificate that then cannot be persisted costs the
+// token.
+func (a *Authority) enrollShared(h string, csr *x509.CertificateRequest, csrErr error) (string, []byte, error) {
+	hint := ""
+	if csr != nil {
+		hint = csr.Subject.CommonName
+	}
+	rec, err := a.tokens.Token(h, hint)
+	if err != nil {
+		return "", nil, fmt.Errorf("enroll: %w", err)
+	}
+	now := a.now()
+	switch {
+	case !rec.UsedAt.IsZero():
+		return "", nil, fmt.Errorf("enroll device %s: %w", rec.Device, ErrTokenUsed)
+	case !now.Before(rec.ExpiresAt):
+		return "", nil, fmt.Errorf("enroll device %s: %w", rec.Device, ErrTokenExpired)
+	}
+	if csrErr == nil {
+		csrErr = checkCSRName(csr, rec.Device)
+	}
+	if csrErr != nil {
+		return "", nil, fmt.Errorf("enroll device %s: %w", rec.Device, csrErr)
+	}
+	if err := a.tokens.UseToken(h, rec.Device, now.UTC()); err != nil {
+		return "", nil, fmt.Errorf("enroll device %s: %w", rec.Device, err)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	der, serial, err := a.issueLocked(rec.Device, csr.PublicKey)
+	if err != nil {
+		return "", nil, fmt.Errorf("enroll device %s: %w", rec.Device, err)
+	}
+	if err := a.saveLocked(); err != nil {
+		delete(a.st.Issued, serial)
+		return "", nil, fmt.Errorf("enroll device %s: %w", rec.Device, err)
+	}
+	return rec.Device, der, nil
 }

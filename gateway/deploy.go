@@ -228,7 +228,17 @@ func (s *session) transfer(ctx context.Context, d *desiredApp, log *slog.Logger)
 	if off > 0 {
 		log.Info("transfer resumed", "app", mod.App, "offset", off)
 	}
+	// The device reports on the module (running, or failed) as soon as it
+	// has the last chunk, which can be before that chunk's ack is handled
+	// here: progress published after a report would show the app
+	// transferring again, so progress stops at the module's first report.
+	reports := s.reportCount(mod.App, mod.SHA256)
 	progress := func(off uint64) {
+		s.report.Lock()
+		defer s.report.Unlock()
+		if s.reportCount(mod.App, mod.SHA256) != reports {
+			return
+		}
 		s.g.publish(Event{Type: EventProgress, Device: s.device, Sent: off, Total: total, App: &protocol.AppInfo{
 			App: mod.App, Version: mod.Version, SHA256: mod.SHA256, State: protocol.StateTransferring, Received: off,
 		}})

@@ -42,9 +42,14 @@ type session struct {
 	serial *big.Int
 	kick   chan struct{} // reconcile trigger, capacity 1
 
-	mu   sync.Mutex
-	info SessionInfo
-	apps map[string]protocol.AppInfo
+	mu      sync.Mutex
+	info    SessionInfo
+	apps    map[string]protocol.AppInfo
+	reports map[string]uint64 // app reports received, by reportKey
+
+	// report orders an app's reports and its transfer progress as they
+	// are published: see session.transfer.
+	report sync.Mutex
 }
 
 func (s *session) snapshot() SessionInfo {
@@ -70,7 +75,22 @@ func (s *session) app(name string) (protocol.AppInfo, bool) {
 func (s *session) setApp(a protocol.AppInfo) {
 	s.mu.Lock()
 	s.apps[a.App] = a
+	if s.reports == nil {
+		s.reports = map[string]uint64{}
+	}
+	s.reports[reportKey(a.App, a.SHA256)]++
 	s.mu.Unlock()
+}
+
+// reportKey names one module of an app.
+func reportKey(app string, sha256 []byte) string { return app + "\x00" + string(sha256) }
+
+// reportCount is how many reports on the module sha256 of app the device
+// has sent.
+func (s *session) reportCount(app string, sha256 []byte) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reports[reportKey(app, sha256)]
 }
 
 // poke asks the session's reconciler to compare desired and reported apps.
@@ -258,9 +278,11 @@ func (s *session) dispatch(m *protocol.Message, log *slog.Logger) error {
 		s.mu.Unlock()
 		return s.conn.Reply(m, protocol.TypeHeartbeatAck, &protocol.HeartbeatAck{ServerTime: time.Now().UnixMilli()})
 	case *protocol.AppInfo:
+		s.report.Lock()
 		s.setApp(*b)
-		g.appChanged(s.device, *b)
 		g.publish(Event{Type: EventApp, Device: s.device, App: b, Reason: b.Reason})
+		s.report.Unlock()
+		g.appChanged(s.device, *b)
 		log.Info("app state", "app", b.App, "version", b.Version, "state", b.State.String(), "reason", b.Reason)
 		return nil
 	case *protocol.DeployStatus:

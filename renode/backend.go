@@ -111,6 +111,64 @@ func lookup[B any](mu *sync.Mutex, boards map[string]*B, device string) *B {
 	return boards[device]
 }
 
+// boardBase is what the boards of every backend hold: the spec, the
+// console, and the status under mu.
+type boardBase struct {
+	spec    Spec
+	console *Console
+
+	mu     sync.Mutex // guards status, and what a backend's board keeps beside it
+	status Status
+}
+
+// newBoardBase starts a board of spec on backend: a copy of spec, a new
+// console, Starting.
+func newBoardBase(spec Spec, backend string) boardBase {
+	return boardBase{
+		spec:    cloneSpec(spec),
+		console: NewConsole(0),
+		status:  Status{Device: spec.Device, Backend: backend, State: Starting},
+	}
+}
+
+func (b *boardBase) get() Status {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.status
+}
+
+// board is what Status and Console need of every backend's boards.
+type board interface {
+	get() Status
+	boardConsole() *Console
+}
+
+func (b *boardBase) boardConsole() *Console { return b.console }
+
+// statusOf returns the status of device's board in a backend's table, or
+// Stopped when the backend runs none.
+func statusOf[P board](mu *sync.Mutex, boards map[string]P, device, backend string) Status {
+	mu.Lock()
+	b, ok := boards[device]
+	mu.Unlock()
+	if !ok {
+		return Status{Device: device, Backend: backend, State: Stopped}
+	}
+	return b.get()
+}
+
+// consoleOf returns the console of device's board in a backend's table; the
+// error wraps ErrNoBoard when the backend never started one.
+func consoleOf[P board](mu *sync.Mutex, boards map[string]P, device string) (*Console, error) {
+	mu.Lock()
+	b, ok := boards[device]
+	mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("console of %s: %w", device, ErrNoBoard)
+	}
+	return b.boardConsole(), nil
+}
+
 // awaitStopped waits until done is closed (a board being stopped is gone)
 // or ctx ends.
 func awaitStopped(ctx context.Context, device string, done <-chan struct{}) error {

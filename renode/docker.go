@@ -205,16 +205,12 @@ func (d *Docker) Name() string { return dockerName }
 // dockerBoard is one device's board: its monitor goroutine owns the
 // attachment and, when asked to stop, the container's removal.
 type dockerBoard struct {
-	spec    Spec
-	console *Console
-	id      string // the container's full id; set before the monitor starts
-	stopc   chan struct{}
-	stop    sync.Once
-	remove  bool          // written before stopc closes: remove the container, not just let go of it
-	done    chan struct{} // closed when the board is stopped or let go of
-
-	mu     sync.Mutex
-	status Status
+	boardBase
+	id     string // the container's full id; set before the monitor starts
+	stopc  chan struct{}
+	stop   sync.Once
+	remove bool          // written before stopc closes: remove the container, not just let go of it
+	done   chan struct{} // closed when the board is stopped or let go of
 }
 
 // requestStop asks the monitor to end: remove says whether the container is
@@ -235,12 +231,6 @@ func (b *dockerBoard) finished() bool {
 	return closed(b.done)
 }
 
-func (b *dockerBoard) get() Status {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.status
-}
-
 func (b *dockerBoard) setStatus(st Status) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -256,11 +246,9 @@ func (b *dockerBoard) set(state State, reason string) {
 
 func (d *Docker) newBoard(spec Spec) *dockerBoard {
 	return &dockerBoard{
-		spec:    cloneSpec(spec),
-		console: NewConsole(0),
-		stopc:   make(chan struct{}),
-		done:    make(chan struct{}),
-		status:  Status{Device: spec.Device, Backend: dockerName, State: Starting},
+		boardBase: newBoardBase(spec, dockerName),
+		stopc:     make(chan struct{}),
+		done:      make(chan struct{}),
 	}
 }
 
@@ -710,22 +698,14 @@ func (d *Docker) Stop(ctx context.Context, device string) error {
 // Status returns the state of the board of device as the engine last
 // reported it; ID is the short id of its container.
 func (d *Docker) Status(device string) Status {
-	b := lookup(&d.mu, d.boards, device)
-	if b == nil {
-		return Status{Device: device, Backend: dockerName, State: Stopped}
-	}
-	return b.get()
+	return statusOf(&d.mu, d.boards, device, dockerName)
 }
 
 // Console returns the console of the board of device: the live one while
 // the backend follows it, the last one (closed, with its scrollback) after
 // it stopped. The error wraps ErrNoBoard for a device never started.
 func (d *Docker) Console(device string) (*Console, error) {
-	b := lookup(&d.mu, d.boards, device)
-	if b == nil {
-		return nil, fmt.Errorf("console of %s: %w", device, ErrNoBoard)
-	}
-	return b.console, nil
+	return consoleOf(&d.mu, d.boards, device)
 }
 
 // Run adopts the containers an earlier daemon with the same Instance left

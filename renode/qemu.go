@@ -95,19 +95,9 @@ func NewQEMU(cfg QEMUConfig) (*QEMU, error) {
 func (q *QEMU) Name() string { return "qemu" }
 
 type qemuBoard struct {
-	spec    Spec
-	console *Console
-	cancel  context.CancelFunc
-	done    chan struct{} // closed when qemu has exited and the relays ended
-
-	mu     sync.Mutex
-	status Status
-}
-
-func (b *qemuBoard) get() Status {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.status
+	boardBase
+	cancel context.CancelFunc
+	done   chan struct{} // closed when qemu has exited and the relays ended
 }
 
 func (b *qemuBoard) set(state State, reason string) {
@@ -152,7 +142,7 @@ func (q *QEMU) Start(ctx context.Context, spec Spec) error {
 		return err
 	}
 	bctx, cancel := context.WithCancel(context.Background())
-	b := &qemuBoard{spec: cloneSpec(spec), console: NewConsole(0), cancel: cancel, done: make(chan struct{})}
+	b := &qemuBoard{boardBase: newBoardBase(spec, q.Name()), cancel: cancel, done: make(chan struct{})}
 	b.status = Status{Device: spec.Device, Backend: q.Name(), State: Starting, Started: time.Now()}
 	q.boards[spec.Device] = b
 	go q.run(bctx, b, bin, dir)
@@ -342,20 +332,12 @@ func (q *QEMU) Stop(ctx context.Context, device string) error {
 
 // Status returns the board's state.
 func (q *QEMU) Status(device string) Status {
-	b := lookup(&q.mu, q.boards, device)
-	if b == nil {
-		return Status{Device: device, Backend: q.Name(), State: Stopped}
-	}
-	return b.get()
+	return statusOf(&q.mu, q.boards, device, q.Name())
 }
 
 // Console returns the board's console (UART0).
 func (q *QEMU) Console(device string) (*Console, error) {
-	b := lookup(&q.mu, q.boards, device)
-	if b == nil {
-		return nil, fmt.Errorf("console of %s: %w", device, ErrNoBoard)
-	}
-	return b.console, nil
+	return consoleOf(&q.mu, q.boards, device)
 }
 
 // Run waits for ctx to end, then stops every board. QEMU boards die with

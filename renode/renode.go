@@ -188,15 +188,12 @@ func (r *Renode) Name() string { return "renode" }
 // renodeBoardRun is one device's board; its supervisor goroutine owns the
 // running container.
 type renodeBoardRun struct {
-	spec    Spec
-	console *Console
-	stopc   chan struct{}
-	stop    sync.Once
-	done    chan struct{} // closed when the board has ended
+	boardBase
+	stopc chan struct{}
+	stop  sync.Once
+	done  chan struct{} // closed when the board has ended
 
-	mu       sync.Mutex // guards status and leftover
-	status   Status
-	leftover string // the container of a run that ended by itself, kept for its logs
+	leftover string // under mu: the container of a run that ended by itself, kept for its logs
 }
 
 func (b *renodeBoardRun) requestStop() { b.stop.Do(func() { close(b.stopc) }) }
@@ -245,11 +242,9 @@ func (r *Renode) Start(ctx context.Context, spec Spec) error {
 		switch {
 		case old == nil || old.finished():
 			b = &renodeBoardRun{
-				spec:    cloneSpec(spec),
-				console: NewConsole(0),
-				stopc:   make(chan struct{}),
-				done:    make(chan struct{}),
-				status:  Status{Device: spec.Device, Backend: r.Name(), State: Starting},
+				boardBase: newBoardBase(spec, r.Name()),
+				stopc:     make(chan struct{}),
+				done:      make(chan struct{}),
 			}
 			r.boards[spec.Device] = b
 			r.mu.Unlock()
@@ -488,24 +483,14 @@ func (r *Renode) Stop(ctx context.Context, device string) error {
 // Status returns the state of the board of device; ID is its container's
 // id from its creation until it stops.
 func (r *Renode) Status(device string) Status {
-	b := lookup(&r.mu, r.boards, device)
-	if b == nil {
-		return Status{Device: device, Backend: r.Name(), State: Stopped}
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.status
+	return statusOf(&r.mu, r.boards, device, r.Name())
 }
 
 // Console returns the console of the board of device: live while its
 // container runs, the last run's (closed, with its scrollback) after. The
 // error wraps ErrNoBoard for a device never started.
 func (r *Renode) Console(device string) (*Console, error) {
-	b := lookup(&r.mu, r.boards, device)
-	if b == nil {
-		return nil, fmt.Errorf("console of %s: %w", device, ErrNoBoard)
-	}
-	return b.console, nil
+	return consoleOf(&r.mu, r.boards, device)
 }
 
 // Run removes the containers an earlier run of this daemon (same

@@ -177,15 +177,11 @@ func (s *Sim) Name() string { return "sim" }
 
 // simBoard is one device's board: its supervisor goroutine owns the process.
 type simBoard struct {
-	spec    Spec
-	dir     string
-	console *Console
-	stopc   chan struct{} // closed to ask the supervisor to stop the board
-	stop    sync.Once
-	done    chan struct{} // closed when the supervisor ended and the process is reaped
-
-	mu     sync.Mutex // guards status
-	status Status
+	boardBase
+	dir   string
+	stopc chan struct{} // closed to ask the supervisor to stop the board
+	stop  sync.Once
+	done  chan struct{} // closed when the supervisor ended and the process is reaped
 }
 
 func (b *simBoard) requestStop() { b.stop.Do(func() { close(b.stopc) }) }
@@ -234,12 +230,10 @@ func (s *Sim) Start(ctx context.Context, spec Spec) error {
 		switch {
 		case old == nil || old.finished():
 			b = &simBoard{
-				spec:    cloneSpec(spec),
-				dir:     filepath.Join(s.cfg.Dir, spec.Device),
-				console: NewConsole(0),
-				stopc:   make(chan struct{}),
-				done:    make(chan struct{}),
-				status:  Status{Device: spec.Device, Backend: s.Name(), State: Starting},
+				boardBase: newBoardBase(spec, s.Name()),
+				dir:       filepath.Join(s.cfg.Dir, spec.Device),
+				stopc:     make(chan struct{}),
+				done:      make(chan struct{}),
 			}
 			s.boards[spec.Device] = b
 			s.mu.Unlock()
@@ -601,24 +595,14 @@ func (s *Sim) Stop(ctx context.Context, device string) error {
 // Status returns the state of the board of device; ID is the pid of its
 // wasmbed-device while it runs.
 func (s *Sim) Status(device string) Status {
-	b := lookup(&s.mu, s.boards, device)
-	if b == nil {
-		return Status{Device: device, Backend: s.Name(), State: Stopped}
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.status
+	return statusOf(&s.mu, s.boards, device, s.Name())
 }
 
 // Console returns the console of the board of device: the live one while
 // it runs or restarts, the last run's (closed, with its scrollback) after
 // it stopped. The error wraps ErrNoBoard for a device never started.
 func (s *Sim) Console(device string) (*Console, error) {
-	b := lookup(&s.mu, s.boards, device)
-	if b == nil {
-		return nil, fmt.Errorf("console of %s: %w", device, ErrNoBoard)
-	}
-	return b.console, nil
+	return consoleOf(&s.mu, s.boards, device)
 }
 
 // Run cleans the leftovers of an earlier daemon (see Sim), waits for ctx to

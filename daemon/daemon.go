@@ -204,6 +204,7 @@ func Run(ctx context.Context, cfg Config) error {
 		lead: &leadership{self: cfg.GatewayName}}
 	gw, err := gateway.New(gateway.Config{
 		Authority: ca, Certificate: cert, Events: gateway.EventFunc(d.gatewayEvent),
+		Admit:  admission{devices: st.Devices(), cached: cached.Devices()}.admit,
 		Logger: log, HeartbeatInterval: cfg.HeartbeatInterval,
 	})
 	if err != nil {

@@ -7,6 +7,7 @@ package gateway
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -35,6 +36,11 @@ type Config struct {
 	Authority   *pki.Authority  // issues and checks device certificates
 	Certificate tls.Certificate // the gateway's server certificate, issued by Authority
 	Events      EventSink       // receives events; nil discards them
+	// Admit, when set, decides whether a device whose certificate the
+	// Authority accepts may open a session, before its hello: an error
+	// refuses it, with the error's code when it is a *protocol.Error
+	// (CodeUnauthenticated otherwise).
+	Admit func(device string, cert *x509.Certificate) error
 	Logger      *slog.Logger    // nil discards logs
 
 	HeartbeatInterval time.Duration // told to devices in Welcome; DefaultHeartbeatInterval

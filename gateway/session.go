@@ -142,6 +142,17 @@ func (g *Gateway) handle(ctx context.Context, nc net.Conn) {
 		conn.CloseWithError(protocol.Errorf(code, "certificate %x: %v", leaf.SerialNumber, err))
 		return
 	}
+	if g.cfg.Admit != nil {
+		if err := g.cfg.Admit(device, leaf); err != nil {
+			log.Info("device refused", "device", device, "serial", fmt.Sprintf("%x", leaf.SerialNumber), "err", err)
+			var pe *protocol.Error
+			if !errors.As(err, &pe) {
+				pe = protocol.Errorf(protocol.CodeUnauthenticated, "%v", err)
+			}
+			conn.CloseWithError(pe)
+			return
+		}
+	}
 	s := &session{
 		g: g, conn: conn, device: device, serial: leaf.SerialNumber,
 		kick: make(chan struct{}, 1),

@@ -1,0 +1,58 @@
+package daemon
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"math/big"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"wasmbed.io/wasmbed/crds/v1alpha1"
+	"wasmbed.io/wasmbed/daemon/store"
+	"wasmbed.io/wasmbed/gateway/protocol"
+)
+
+// TestAdmission checks the admission of certificates against Devices of a
+// real embedded store: a certificate for no Device, or issued before its
+// Device was created, is refused as revoked; one issued since is let in.
+func TestAdmission(t *testing.T) {
+	st, err := store.OpenEmbedded(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	d, err := st.Devices().Create(context.Background(), &v1alpha1.Device{
+		ObjectMeta: metav1.ObjectMeta{Name: "adm-1"}, Spec: v1alpha1.DeviceSpec{Board: "mps2-an385"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	created := d.CreationTimestamp.Time
+	a := admission{devices: st.Devices(), cached: st.Devices()}
+	cert := func(issued time.Time) *x509.Certificate {
+		return &x509.Certificate{SerialNumber: big.NewInt(7), NotBefore: issued.Add(-certBackdate)}
+	}
+	for _, tc := range []struct {
+		name, device string
+		issued       time.Time
+		want         string // "" admits
+	}{
+		{"issued since", "adm-1", created.Add(time.Second), ""},
+		{"issued with the clocks a minute apart", "adm-1", created.Add(-time.Minute), ""},
+		{"issued for an earlier device", "adm-1", created.Add(-time.Hour), "earlier device of that name"},
+		{"no device", "adm-2", created, "not registered"},
+	} {
+		err := a.admit(tc.device, cert(tc.issued))
+		var pe *protocol.Error
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: admit = %v, want nil", tc.name, err)
+		case tc.want != "" && (!errors.As(err, &pe) || pe.Code != protocol.CodeRevoked || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: admit = %v, want a revoked error saying %q", tc.name, err, tc.want)
+		}
+	}
+}

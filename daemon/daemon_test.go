@@ -361,3 +361,72 @@ func TestStopLimit(t *testing.T) {
 		t.Fatal("the daemon's stop hung")
 	}
 }
+
+// appState returns the state device reports for app, "" when none.
+func appState(c *client.Client, device, app string) (string, error) {
+	d, err := c.GetDevice(context.Background(), device)
+	if err != nil {
+		return "", err
+	}
+	for _, a := range d.Status.Apps {
+		if a.Name == app {
+			return a.State, nil
+		}
+	}
+	return "", nil
+}
+
+// TestStrayAppsStopped: a device that leaves an app's target stops running
+// it, and so does every device once the app is deleted.
+func TestStrayAppsStopped(t *testing.T) {
+	ctx := context.Background()
+	in := startDaemon(t, t.TempDir())
+	c := in.c
+	for _, n := range []string{"st-a", "st-b"} {
+		if _, err := c.CreateDevice(ctx, &v1alpha1.Device{
+			ObjectMeta: metav1.ObjectMeta{Name: n},
+			Spec:       v1alpha1.DeviceSpec{Board: "mps2-an385", Emulation: &v1alpha1.Emulation{Backend: "sim", Enabled: true}},
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mod, err := c.UploadModule(ctx, bytes.NewReader(readApp(t, "sensor.wasm")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateApplication(ctx, &v1alpha1.Application{
+		ObjectMeta: metav1.ObjectMeta{Name: "sensor"},
+		Spec: v1alpha1.ApplicationSpec{
+			Module: v1alpha1.ModuleRef{SHA256: mod.SHA256}, Version: "1",
+			Target:  v1alpha1.Target{Devices: []string{"st-a", "st-b"}},
+			Rollout: v1alpha1.Rollout{BatchSize: 2},
+		},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	reports := func(device, state string) {
+		t.Helper()
+		eventually(t, device+" reports sensor "+state, func() (bool, error) {
+			s, err := appState(c, device, "sensor")
+			return s == state, err
+		})
+	}
+	reports("st-a", "running")
+	reports("st-b", "running")
+
+	app, err := c.GetApplication(ctx, "sensor")
+	if err != nil {
+		t.Fatal(err)
+	}
+	app.Spec.Target.Devices = []string{"st-a"}
+	if _, err := c.UpdateApplication(ctx, app); err != nil {
+		t.Fatal(err)
+	}
+	reports("st-b", "stopped")
+	reports("st-a", "running")
+
+	if err := c.DeleteApplication(ctx, "sensor"); err != nil {
+		t.Fatal(err)
+	}
+	reports("st-a", "stopped")
+}

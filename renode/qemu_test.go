@@ -155,6 +155,18 @@ func TestQEMUBoard(t *testing.T) {
 		return e.Type == gateway.EventApp && e.Device == "mcu-1" && e.App.App == "sensor" && e.App.Version == "2" && e.App.Previous == "1" && e.App.State == protocol.StateRunning
 	})
 
+	// Both app slots are taken (sensor runs, loop failed): a third app
+	// takes the slot of the one that does not run.
+	hello := moduleFile(t, "hello.wasm", "hello", "1")
+	hello.Limits = sensor.Limits
+	if err := tg.gw.Deploy(ctx, "mcu-1", hello); err != nil {
+		t.Fatalf("Deploy a third app with loop failed: %v", err)
+	}
+	if err := c.Input([]byte("apps\r")); err != nil {
+		t.Fatal(err)
+	}
+	waitConsole(t, c, "hello 1 ")
+
 	st := q.Status("mcu-1")
 	if st.State != Running || st.Backend != "qemu" {
 		t.Errorf("Status = %+v, want a running qemu board", st)

@@ -140,6 +140,7 @@ func (c *Applications) Run(ctx context.Context) error {
 	c.loop = newLoop("applications", c.Logger)
 	c.mu.Unlock()
 	go watch(ctx, c.Store.Applications(), c.Resync, c.seen, func(a *v1alpha1.Application) { c.deleted(ctx, a) })
+	go c.sweep(ctx)
 	c.loop.run(ctx, 2, c.reconcile)
 	return nil
 }
@@ -166,6 +167,11 @@ func (c *Applications) reconcile(ctx context.Context, name string) error {
 	app, err := c.Store.Applications().Get(ctx, name)
 	if errors.Is(err, store.ErrNotFound) {
 		c.forget(name)
+		devices, err := c.Store.Devices().List(ctx)
+		if err != nil {
+			return err
+		}
+		c.stopStrays(ctx, name, devices, nil)
 		return nil
 	}
 	if err != nil {
@@ -176,6 +182,9 @@ func (c *Applications) reconcile(ctx context.Context, name string) error {
 		return err
 	}
 	targets, err := selectTargets(app.Spec.Target, devices)
+	if err == nil {
+		c.stopStrays(ctx, name, devices, targets)
+	}
 	if err != nil {
 		return c.writeStatus(ctx, app, func(st *v1alpha1.ApplicationStatus) {
 			st.Phase = v1alpha1.AppFailed
@@ -426,6 +435,64 @@ func (c *Applications) command(ctx context.Context, device, app string, f func(c
 	defer cancel()
 	if err := f(ctx, device, app); err != nil && !errors.Is(err, gateway.ErrNotConnected) {
 		c.loop.log.Info("app command", "app", app, "device", device, "err", err)
+	}
+}
+
+// stopStrays stops app on the devices that run it but are not among its
+// targets: devices that left its target, and every device once the app is
+// deleted (targets nil). An offline one is stopped when it is back.
+func (c *Applications) stopStrays(ctx context.Context, app string, devices, targets []*v1alpha1.Device) {
+	targeted := make(map[string]bool, len(targets))
+	for _, d := range targets {
+		targeted[d.Name] = true
+	}
+	for _, d := range devices {
+		if !targeted[d.Name] && runs(d, app) {
+			c.loop.log.Info("stopping an app the device is no longer meant to run", "app", app, "device", d.Name)
+			c.command(ctx, d.Name, app, c.Gateway.Stop)
+		}
+	}
+}
+
+// runs reports whether the device reports app running.
+func runs(d *v1alpha1.Device, app string) bool {
+	for _, a := range d.Status.Apps {
+		if a.Name == app && a.State == protocol.StateRunning.String() {
+			return true
+		}
+	}
+	return false
+}
+
+// sweep enqueues, every Resync, the apps devices run that this controller
+// has not seen: apps deleted while no daemon led, or brought by a device
+// that was re-created under an old name. Their reconcile stops them.
+func (c *Applications) sweep(ctx context.Context) {
+	t := time.NewTicker(c.Resync)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		devices, err := c.Store.Devices().List(ctx)
+		if err != nil {
+			continue
+		}
+		c.mu.Lock()
+		var unknown []string
+		for _, d := range devices {
+			for _, a := range d.Status.Apps {
+				if a.State == protocol.StateRunning.String() && !c.known[a.Name] {
+					unknown = append(unknown, a.Name)
+				}
+			}
+		}
+		c.mu.Unlock()
+		for _, name := range unknown {
+			c.Enqueue(name)
+		}
 	}
 }
 

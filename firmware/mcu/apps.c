@@ -73,16 +73,31 @@ static app *find(proto_text name)
 	return NULL;
 }
 
+/* find_or_add returns the slot of the app called name, or a new one: a free
+ * slot, else the slot of an app that is neither running nor receiving a
+ * module (stopped, exited or failed: the gateway stops the apps a board
+ * is no longer meant to run, and there is no other way to free a slot). */
 static app *find_or_add(proto_text name)
 {
 	app *a = find(name);
+	if (a != NULL) {
+		return a;
+	}
 	for (int i = 0; a == NULL && i < APPS_SLOTS; i++) {
 		if (!apps[i].used) {
 			a = &apps[i];
-			memset(a, 0, offsetof(app, xbuf)); /* not the big buffers */
-			a->used = true;
-			copy_text(a->name, sizeof a->name, name);
 		}
+	}
+	for (int i = 0; a == NULL && i < APPS_SLOTS; i++) {
+		if (apps[i].state != PROTO_STATE_RUNNING && apps[i].inst == NULL && !apps[i].xfer) {
+			a = &apps[i];
+			io.log("apps: reusing the slot of an app that does not run");
+		}
+	}
+	if (a != NULL) {
+		memset(a, 0, offsetof(app, xbuf)); /* not the big buffers */
+		a->used = true;
+		copy_text(a->name, sizeof a->name, name);
 	}
 	return a;
 }

@@ -300,7 +300,13 @@ func Run(ctx context.Context, cfg Config) error {
 		<-gctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		return srv.Shutdown(sctx)
+		if err := srv.Shutdown(sctx); err != nil {
+			// A client that stalls mid-request does not hold the stop up,
+			// nor make it a failure: its connection is cut.
+			log.Warn("api requests cut short by the stop", "err", err)
+			return srv.Close()
+		}
+		return nil
 	})
 	if cfg.SSH != nil {
 		parts.Go("ssh console", func() error { return cfg.SSH(gctx, apiLn.Addr()) })

@@ -51,6 +51,7 @@ func TestMain(m *testing.M) {
 type instance struct {
 	t      *testing.T
 	name   string // its gateway
+	addr   string // its API's host:port
 	c      *client.Client
 	cancel context.CancelFunc
 	done   chan error
@@ -82,6 +83,7 @@ func startDaemon(t *testing.T, dataDir string, mutate ...func(*daemon.Config)) *
 	go func() { in.done <- daemon.Run(ctx, cfg) }()
 	select {
 	case a := <-ready:
+		in.addr = a.String()
 		c, err := client.New("http://" + a.String())
 		if err != nil {
 			t.Fatal(err)
@@ -429,4 +431,22 @@ func TestStrayAppsStopped(t *testing.T) {
 		t.Fatal(err)
 	}
 	reports("st-a", "stopped")
+}
+
+// TestStopWithStalledClient stops a daemon while a client has sent part of
+// an upload and stalls: the stop cuts it and still ends cleanly.
+func TestStopWithStalledClient(t *testing.T) {
+	in := startDaemon(t, t.TempDir())
+	conn, err := net.Dial("tcp", in.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /api/v1/modules HTTP/1.1\r\nHost: x\r\nContent-Type: application/wasm\r\nContent-Length: 100000\r\n\r\n\x00asm\x01\x00\x00\x00")
+	// A request answered after it means the daemon has read the upload's
+	// header by then, in practice.
+	if _, err := in.c.Info(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	in.stop() // fails the test unless Run returns nil
 }

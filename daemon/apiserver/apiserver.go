@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -294,6 +295,9 @@ func (s *server) wrap(rt route) http.Handler {
 			err = s.authorize(r)
 		}
 		if err == nil {
+			err = checkQuery(r)
+		}
+		if err == nil {
 			err = rt.h(rw, r)
 		}
 		if err != nil {
@@ -316,6 +320,16 @@ func (s *server) wrap(rt route) http.Handler {
 		s.metrics.observe(route, r.Method, rw.code(), d)
 		s.log.Debug("request", "route", route, "method", r.Method, "status", rw.code(), "duration", d)
 	})
+}
+
+// checkQuery refuses a query string that does not parse: r.URL.Query
+// drops the pairs it cannot read, which would turn a mistyped
+// labelSelector into a list of everything.
+func checkQuery(r *http.Request) error {
+	if _, err := url.ParseQuery(r.URL.RawQuery); err != nil {
+		return badRequestf("", "malformed query string: %v", err)
+	}
+	return nil
 }
 
 // authorize checks the bearer token, in constant time.

@@ -1,13 +1,16 @@
 package apiserver_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -260,6 +263,48 @@ func TestBadBodies(t *testing.T) {
 	// Trailing white space is no trailing data.
 	if status, ae := h.raw(t, http.MethodPost, "/api/v1/devices", "application/json", []byte(valid+"\n\t ")); status != http.StatusCreated {
 		t.Errorf("POST with trailing newline = %d %+v, want 201", status, ae)
+	}
+}
+
+// TestMalformedQuery: a query string that does not parse is refused, not
+// read as no query (a mistyped selector must not list everything).
+func TestMalformedQuery(t *testing.T) {
+	h := newHarness(t)
+	for _, q := range []string{"labelSelector=demo=true;x", "labelSelector=demo%zz", "after=%zz"} {
+		path := "/api/v1/devices?" + q
+		if strings.HasPrefix(q, "after") {
+			path = "/api/v1/events?" + q
+		}
+		status, ae := h.raw(t, http.MethodGet, path, "", nil)
+		if status != http.StatusBadRequest || ae == nil || !strings.Contains(ae.Message, "malformed query string") {
+			t.Errorf("GET %s = %d %+v, want 400 malformed query string", path, status, ae)
+		}
+	}
+}
+
+// TestModuleTruncated sends a module upload that ends before its
+// Content-Length: the client's fault, answered 400, and nothing stored.
+func TestModuleTruncated(t *testing.T) {
+	h := newHarness(t)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(h.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /api/v1/modules HTTP/1.1\r\nHost: x\r\nContent-Type: application/wasm\r\nContent-Length: 100000\r\n\r\n\x00asm\x01\x00\x00\x00")
+	conn.(*net.TCPConn).CloseWrite()
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body api.ErrorBody
+	json.NewDecoder(resp.Body).Decode(&body)
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body.Error.Message, "read the module") {
+		t.Errorf("truncated upload = %d %+v, want 400 read the module", resp.StatusCode, body.Error)
+	}
+	if mods, err := h.c.ListModules(context.Background()); err != nil || len(mods) != 0 {
+		t.Errorf("modules after a truncated upload = %v, %v; want none", mods, err)
 	}
 }
 

@@ -39,9 +39,14 @@ func (s *server) uploadModule(w http.ResponseWriter, r *http.Request) error {
 	if !bytes.Equal(head[:n], wasmHeader) {
 		return invalidf("", "not a WebAssembly module: the body does not start with the wasm magic and version 1 (\\0asm\\1\\0\\0\\0)")
 	}
-	info, err := s.d.Store.Modules().Put(r.Context(), io.MultiReader(bytes.NewReader(head), r.Body), max)
+	body := &readRecorder{r: io.MultiReader(bytes.NewReader(head), r.Body)}
+	info, err := s.d.Store.Modules().Put(r.Context(), body, max)
 	if errors.Is(err, store.ErrTooLarge) {
 		return tooLargef("the module is more than the limit of %d bytes", max)
+	}
+	if body.err != nil {
+		// The client's body ended early or broke: its fault, not the store's.
+		return badRequestf("", "read the module: %v", body.err)
 	}
 	if err != nil {
 		return err
@@ -135,4 +140,18 @@ func moduleUsers(apps []*v1alpha1.Application, sum string) []string {
 		}
 	}
 	return users
+}
+
+// readRecorder keeps the first error of r other than io.EOF.
+type readRecorder struct {
+	r   io.Reader
+	err error
+}
+
+func (rr *readRecorder) Read(p []byte) (int, error) {
+	n, err := rr.r.Read(p)
+	if err != nil && err != io.EOF && rr.err == nil {
+		rr.err = err
+	}
+	return n, err
 }

@@ -40,8 +40,8 @@ type Config struct {
 	// Authority accepts may open a session, before its hello: an error
 	// refuses it, with the error's code when it is a *protocol.Error
 	// (CodeUnauthenticated otherwise).
-	Admit func(device string, cert *x509.Certificate) error
-	Logger      *slog.Logger    // nil discards logs
+	Admit  func(device string, cert *x509.Certificate) error
+	Logger *slog.Logger // nil discards logs
 
 	HeartbeatInterval time.Duration // told to devices in Welcome; DefaultHeartbeatInterval
 	HeartbeatTimeout  time.Duration // silence that ends a session; 3 heartbeat intervals

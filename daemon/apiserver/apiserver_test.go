@@ -266,6 +266,22 @@ func TestBadBodies(t *testing.T) {
 	}
 }
 
+// TestNameErrorsNameTheirKind: a bad name is described with the kind of
+// object it names.
+func TestNameErrorsNameTheirKind(t *testing.T) {
+	h := newHarness(t)
+	for _, tc := range []struct{ path, body, want string }{
+		{"/api/v1/devices", `{"metadata":{"name":"Bad_Name"},"spec":{"board":"nrf52840-dk"}}`, `device name "Bad_Name"`},
+		{"/api/v1/applications", `{"metadata":{"name":"App_1"},"spec":{"module":{"sha256":"` + strings.Repeat("ab", 32) + `"},"version":"1","target":{"devices":["d1"]}}}`, `application name "App_1"`},
+		{"/api/v1/gateways", `{"metadata":{"name":"Gw_1"},"spec":{"endpoint":"h:1"}}`, `gateway name "Gw_1"`},
+	} {
+		status, ae := h.raw(t, http.MethodPost, tc.path, "application/json", []byte(tc.body))
+		if status != http.StatusUnprocessableEntity || ae == nil || !strings.HasPrefix(ae.Message, tc.want) {
+			t.Errorf("POST %s = %d %+v, want 422 starting %q", tc.path, status, ae, tc.want)
+		}
+	}
+}
+
 // TestMalformedQuery: a query string that does not parse is refused, not
 // read as no query (a mistyped selector must not list everything).
 func TestMalformedQuery(t *testing.T) {

@@ -103,8 +103,8 @@ func checkMeta(m *metav1.ObjectMeta, kind string) error {
 	if m.Name == "" {
 		return invalidf("metadata.name", "a %s needs metadata.name", kind)
 	}
-	if err := pki.ValidDeviceName(m.Name); err != nil {
-		return invalidf("metadata.name", "%s name: %v", kind, err)
+	if err := pki.ValidName(kind, m.Name); err != nil {
+		return invalidf("metadata.name", "%v", err)
 	}
 	if errs := metavalidation.ValidateLabels(m.Labels, field.NewPath("metadata", "labels")); len(errs) > 0 {
 		return fieldError(errs[0])

@@ -1,7 +1,6 @@
 package pki
 
 import (
-	"errors"
 	"fmt"
 )
 
@@ -13,23 +12,27 @@ const maxDeviceNameLen = 63
 // characters, each a lowercase ASCII letter, a digit or '-', starting and
 // ending with a letter or digit (a DNS-1123 label). Otherwise the error says
 // what is wrong.
-func ValidDeviceName(name string) error {
+func ValidDeviceName(name string) error { return ValidName("device", name) }
+
+// ValidName is ValidDeviceName for the name of an object of another kind
+// (application, gateway), which follows the same rule; errors name kind.
+func ValidName(kind, name string) error {
 	if name == "" {
-		return errors.New("device name is empty")
+		return fmt.Errorf("%s name is empty", kind)
 	}
 	if len(name) > maxDeviceNameLen {
-		return fmt.Errorf("device name is %d bytes long, more than %d", len(name), maxDeviceNameLen)
+		return fmt.Errorf("%s name is %d bytes long, more than %d", kind, len(name), maxDeviceNameLen)
 	}
 	for i, r := range name {
 		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
-			return fmt.Errorf("device name %q: character %q at offset %d is not a lowercase letter, digit or '-'", name, r, i)
+			return fmt.Errorf("%s name %q: character %q at offset %d is not a lowercase letter, digit or '-'", kind, name, r, i)
 		}
 	}
 	if name[0] == '-' {
-		return fmt.Errorf("device name %q must start with a lowercase letter or digit", name)
+		return fmt.Errorf("%s name %q must start with a lowercase letter or digit", kind, name)
 	}
 	if name[len(name)-1] == '-' {
-		return fmt.Errorf("device name %q must end with a lowercase letter or digit", name)
+		return fmt.Errorf("%s name %q must end with a lowercase letter or digit", kind, name)
 	}
 	return nil
 }

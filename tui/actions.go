@@ -95,7 +95,11 @@ type boardsMsg struct {
 // the daemon's catalog, labels, and whether the daemon emulates its
 // board, on which backend.
 func newDeviceForm(sh *shared) *form {
-	emulation := choiceField("emulation", []string{"on", "off"}, "the daemon runs the board")
+	emulation := choiceField("emulation", []string{"on", "off"}, "")
+	emulation.hints = map[string]string{
+		"on":  "the daemon runs the board",
+		"off": "a real board: it enrolls with a token (t)",
+	}
 	backend := choiceField("backend", nil, "")
 	backend.visible = func(f *form) bool { return f.field("emulation").value() == "on" }
 	f := newForm(sh, "New device", submitDevice,
@@ -117,6 +121,8 @@ func newDeviceForm(sh *shared) *form {
 		}
 		if m.err != nil {
 			f.err = "board catalog: " + errText(m.err)
+			f.field("board").none = noCatalog
+			f.field("backend").none = noCatalog
 			return
 		}
 		var names, backends []string
@@ -139,11 +145,21 @@ func newDeviceForm(sh *shared) *form {
 			}
 			return strings.Compare(a, b)
 		})
+		for _, fl := range []*formField{f.field("board"), f.field("backend")} {
+			fl.none = noChoices
+		}
 		f.field("board").choices = names
 		f.field("backend").choices = backends
 	}
 	return f
 }
+
+// What the board and backend fields show without choices: the board
+// catalog could not be loaded, or it has none.
+const (
+	noCatalog = "(not loaded)"
+	noChoices = "(none)"
+)
 
 // parseLabels reads "k=v,k2=v2".
 func parseLabels(s string) (map[string]string, error) {
@@ -172,7 +188,13 @@ func submitDevice(f *form) (string, tea.Cmd, error) {
 		return "", nil, err
 	}
 	if board == "" {
-		return "", nil, errors.New("no board: the catalog is not loaded")
+		switch f.field("board").none {
+		case noCatalog:
+			return "", nil, errors.New("no board: the board catalog could not be loaded; esc and open the form again")
+		case noChoices:
+			return "", nil, errors.New("no board: the daemon's catalog has none")
+		}
+		return "", nil, errors.New("no board yet: the board catalog is loading")
 	}
 	labels, err := parseLabels(f.field("labels").value())
 	if err != nil {
@@ -185,6 +207,9 @@ func submitDevice(f *form) (string, tea.Cmd, error) {
 	q := fmt.Sprintf("create device %s (%s)", name, board)
 	if f.field("emulation").value() == "on" {
 		be := f.field("backend").value()
+		if be == "" {
+			return "", nil, errors.New("no backend to emulate the board on; switch emulation off")
+		}
 		dev.Spec.Emulation = &v1alpha1.Emulation{Backend: be, Enabled: true}
 		q = fmt.Sprintf("create device %s (%s, emulated on %s)", name, board, be)
 	}

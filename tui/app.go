@@ -21,6 +21,7 @@ type appView struct {
 	open   key.Binding
 	width  int
 	cols   []column
+	filter filter // over the devices
 }
 
 func newAppView(sh *shared, name string) *appView {
@@ -37,7 +38,19 @@ func (v *appView) SetSize(w, h int) {
 	v.Sync()
 }
 
-func (v *appView) Title() string { return "Application " + v.name }
+func (v *appView) Title() string {
+	if v.filter.empty() {
+		return "Application " + v.name
+	}
+	return "Application " + v.name + " /" + v.filter.raw
+}
+
+func (v *appView) Filter() string { return v.filter.raw }
+
+func (v *appView) SetFilter(s string) {
+	v.filter = parseFilter(s)
+	v.Sync()
+}
 
 func (v *appView) Keys() []key.Binding {
 	return append(append([]key.Binding{v.open}, v.keys.list()...), v.deploy.Deploy)
@@ -79,7 +92,13 @@ func (v *appView) Sync() {
 		current = r.Device
 	}
 	v.head = strings.Count(renderAppHead(v.sh.styles, a, v.sh.now(), v.width), "\n") + 2
-	v.settle(append(v.rows[:0], a.Status.Devices...), func(r v1alpha1.DeviceRollout) bool { return r.Device == current })
+	rows := v.rows[:0]
+	for _, r := range a.Status.Devices {
+		if v.filter.matchRollout(r) {
+			rows = append(rows, r)
+		}
+	}
+	v.settle(rows, func(r v1alpha1.DeviceRollout) bool { return r.Device == current })
 }
 
 func (v *appView) View() string {
@@ -96,7 +115,11 @@ func (v *appView) View() string {
 	for i := start; i < end; i++ {
 		b.WriteString("\n" + withGutter(st, rolloutRow(st, v.rows[i], a.Spec.Module.Size, v.cols, now), i == v.cursor, v.width))
 	}
-	if len(v.rows) == 0 {
+	switch {
+	case len(v.rows) > 0:
+	case !v.filter.empty():
+		b.WriteString("\n" + st.dim.Render("  no device matches /"+v.filter.raw))
+	default:
 		b.WriteString("\n" + st.dim.Render("  no device targeted yet"))
 	}
 	return padLines(b.String(), v.width, v.height)

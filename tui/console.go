@@ -275,9 +275,13 @@ func (v *consoleView) release() {
 }
 
 func (v *consoleView) SetSize(w, h int) {
+	// Whether it follows is decided at the old size: a shorter screen
+	// over the same lines is no longer at their bottom, nor is one whose
+	// lines wrap onto more.
+	follow := v.following()
 	v.width, v.height = w, h
 	v.vp.Width, v.vp.Height = w, max(0, h-1)
-	v.setContent()
+	v.setContent(follow)
 }
 
 func (v *consoleView) Title() string { return "Console " + v.device }
@@ -286,8 +290,15 @@ func (v *consoleView) Keys() []key.Binding {
 	return []key.Binding{v.keys.Detach, v.keys.ScrollUp, v.keys.ScrollDown}
 }
 
-func (v *consoleView) setContent() {
-	follow := v.vp.AtBottom() || v.vp.TotalLineCount() == 0
+// following reports whether the console shows the newest output, and so
+// keeps showing it as more comes.
+func (v *consoleView) following() bool {
+	return v.vp.AtBottom() || v.vp.TotalLineCount() == 0
+}
+
+// setContent renders the text into the viewport, at the bottom when
+// follow says so.
+func (v *consoleView) setContent(follow bool) {
 	text := v.text.String()
 	if v.width > 0 {
 		// A console wraps long lines as a terminal does.
@@ -339,7 +350,7 @@ func (v *consoleView) session(msg consoleMsg) tea.Cmd {
 		v.state, v.stateErr, v.backoff = "attached", false, 0
 		// The daemon sends its scrollback first: it replaces ours.
 		v.text = scrollback{}
-		v.setContent()
+		v.setContent(true)
 		return tea.Batch(readConsoleCmd(v.id, v.rc), v.flush())
 	case consoleFailedMsg:
 		v.backoff = nextBackoff(v.backoff)
@@ -358,8 +369,9 @@ func (v *consoleView) session(msg consoleMsg) tea.Cmd {
 		v.pending = nil
 		return v.retry(wait)
 	case consoleDataMsg:
+		follow := v.following()
 		v.text.write(msg.data)
-		v.setContent()
+		v.setContent(follow)
 		return readConsoleCmd(v.id, v.rc)
 	case consoleEndedMsg:
 		v.release()
@@ -402,8 +414,12 @@ func (v *consoleView) View() string {
 	if v.stateErr {
 		state = st.bad.Render(v.state)
 	}
-	bar := st.title.Render("console "+v.device) + "  " + state + "  " +
-		st.dim.Render("ctrl+] detach  pgup/pgdn scroll")
+	bar := st.title.Render("console "+v.device) + "  " + state + "  "
+	if !v.following() {
+		// New output is not on screen: say so, and how to get to it.
+		bar += st.warn.Render("scrolled back, pgdn for newer") + "  "
+	}
+	bar += st.dim.Render("ctrl+] detach  pgup/pgdn scroll")
 	body := v.vp.View()
 	if v.text.String() == "" {
 		body = st.dim.Render("  (no output yet)")

@@ -89,8 +89,12 @@ func renderDevice(st *styles, d *v1alpha1.Device, l *deviceLive, now time.Time, 
 	}
 	field("Gateway", gw)
 	field("Last seen", age(d.Status.LastSeen, now)+" ago   RTT "+rtt(d.Status.RTTMicros))
-	if h := rttHistory(d, l); len(h) > 0 {
+	if h := rttHistory(d, l); len(h) > 0 && d.Status.RTTMicros > 0 {
 		field("RTT trend", rttTrend(h, st.ascii()))
+	} else if len(h) > 0 {
+		// No round trip now (a restarted board, an offline device): the
+		// samples are the past, not the trend of the RTT above.
+		field("RTT earlier", staleTrend(h, st.ascii())+st.dim.Render("; none now"))
 	}
 	if d.Status.Firmware != "" {
 		field("Firmware", d.Status.Firmware)
@@ -205,6 +209,13 @@ func rttTrend(samples []int64, ascii bool) string {
 	}
 	last := samples[len(samples)-1]
 	return sparkline(samples, ascii) + "  last " + strconv.FormatFloat(float64(last)/1000, 'f', 2, 64) + "ms"
+}
+
+// staleTrend is the round-trip line of a device that has no round trip
+// now: the samples it had, and the last of them as what it was.
+func staleTrend(samples []int64, ascii bool) string {
+	last := samples[len(samples)-1]
+	return sparkline(samples, ascii) + "  was " + strconv.FormatFloat(float64(last)/1000, 'f', 2, 64) + "ms"
 }
 
 // deviceView is one device in detail, scrollable.

@@ -195,7 +195,7 @@ func (v *eventsView) Sync() {
 		if e.Type == api.EventTelemetry && !v.telemetry {
 			continue
 		}
-		if !v.filter.empty() && !v.filter.match(nil, string(e.Type), eventSubject(e), eventDetail(e)) {
+		if !v.filter.empty() && !v.filter.match(nil, field{"type", string(e.Type)}, field{"subject", eventSubject(e)}, field{"detail", eventDetail(e)}) {
 			continue
 		}
 		rows = append(rows, e)

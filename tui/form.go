@@ -3,6 +3,7 @@ package tui
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/charmbracelet/bubbles/cursor"
@@ -21,17 +22,26 @@ import (
 
 // formField is one field of a form.
 type formField struct {
-	label   string
-	hint    string // shown after the field, dimmed
-	input   textinput.Model
-	choices []string // a choice field when not nil
+	label string
+	hint  string // shown after the field, dimmed
+	input textinput.Model
+	// choose makes a choice field, also while it has no choices (the
+	// board catalog not loaded): its input is never made, so it must not
+	// be focused as text.
+	choose  bool
+	choices []string
 	choice  int
+	// none is what a choice field without choices shows.
+	none string
+	// hints, when set, is a choice field's hint for each value, over
+	// hint: what the chosen one means.
+	hints map[string]string
 	// visible, when set, hides the field while it says no (the backend of
 	// a device without emulation).
 	visible func(f *form) bool
 }
 
-func (f *formField) isChoice() bool { return f.choices != nil }
+func (f *formField) isChoice() bool { return f.choose }
 
 // value is what the field holds: the text, or the chosen item.
 func (f *formField) value() string {
@@ -42,6 +52,14 @@ func (f *formField) value() string {
 		return ""
 	}
 	return strings.TrimSpace(f.input.Value())
+}
+
+// hintText is the hint the field shows now.
+func (f *formField) hintText() string {
+	if h, ok := f.hints[f.value()]; ok {
+		return h
+	}
+	return f.hint
 }
 
 func textField(label, value, placeholder, hint string) *formField {
@@ -56,7 +74,7 @@ func textField(label, value, placeholder, hint string) *formField {
 }
 
 func choiceField(label string, choices []string, hint string) *formField {
-	return &formField{label: label, hint: hint, choices: choices}
+	return &formField{label: label, hint: hint, choose: true, choices: choices, none: "(loading)"}
 }
 
 // formSubmit checks a form's fields and returns the y/n question and the
@@ -247,7 +265,7 @@ func (f *form) View() string {
 		var val string
 		if fl.isChoice() {
 			if len(fl.choices) == 0 {
-				val = st.dim.Render("(loading)")
+				val = st.dim.Render(fl.none)
 			} else {
 				val = "< " + fl.value() + " >"
 			}
@@ -260,8 +278,8 @@ func (f *form) View() string {
 			label = st.key.Render(label)
 		}
 		line := gutter + label + " " + val
-		if fl.hint != "" {
-			line += "  " + st.dim.Render(fl.hint)
+		if h := fl.hintText(); h != "" {
+			line += "  " + st.dim.Render(h)
 		}
 		b.WriteString("\n" + fit(line, f.width))
 	}
@@ -277,15 +295,36 @@ func (f *form) View() string {
 		}
 	}
 	body := padLines(b.String(), f.width, max(0, f.height-1))
-	var foot string
+	return body + "\n" + fit(f.footer(), f.width)
+}
+
+// footer is the keys of the moment: those that answer the question, or
+// those that edit. enter says what it does on the focused field, and
+// the ones of least use go first when the screen is narrow, so that esc
+// stays in sight.
+func (f *form) footer() string {
+	st := f.sh.styles
+	hint := func(k, what string) string { return st.key.Render("<"+k+">") + " " + what }
 	if f.question != "" {
-		foot = " " + st.key.Render("<y>") + " do it " + st.key.Render("<n>") + " back to the fields " + st.key.Render("<ctrl+c>") + " leave"
-	} else {
-		foot = " " + st.key.Render("<tab>") + " next " + st.key.Render("<shift+tab>") + " back " +
-			st.key.Render("<←/→>") + " choose " + st.key.Render("<enter>") + " on the last field: submit " +
-			st.key.Render("<esc>") + " cancel"
+		return " " + strings.Join([]string{hint("y", "do it"), hint("n", "back to the fields"), hint("ctrl+c", "leave")}, " ")
 	}
-	return body + "\n" + fit(foot, f.width)
+	var hints []string
+	if f.hasNext() {
+		hints = append(hints, hint("tab/enter", "next"), hint("ctrl+s", "submit"))
+	} else {
+		hints = append(hints, hint("enter", "submit"))
+	}
+	if f.focus > 0 {
+		hints = append(hints, hint("shift+tab", "back"))
+	}
+	if f.fields[f.focus].isChoice() {
+		hints = append(hints, hint("←/→", "choose"))
+	}
+	hints = append(hints, hint("esc", "cancel"))
+	for len(hints) > 2 && visibleWidth(" "+strings.Join(hints, " ")) > f.width {
+		hints = slices.Delete(hints, len(hints)-2, len(hints)-1)
+	}
+	return " " + strings.Join(hints, " ")
 }
 
 // errEmpty is what a required field says when left empty.

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	tea "github.com/charmbracelet/bubbletea"
+
 	"wasmbed.io/wasmbed/crds/v1alpha1"
 	"wasmbed.io/wasmbed/daemon/api"
 )
@@ -345,5 +347,125 @@ func TestFooterError(t *testing.T) {
 	m.Update(press("j"))
 	if lines := strings.Split(m.View(), "\n"); m.footerH != 1 || len(lines) != termHeight || strings.Contains(m.View(), "error:") {
 		t.Errorf("after a key the footer takes %d lines, the screen %d", m.footerH, len(lines))
+	}
+}
+
+// openForm presses key in m's active view and opens the form it pushes,
+// returning the form and the Cmd of its Init (not run).
+func openForm(t *testing.T, m *Model, key string) (*form, tea.Cmd) {
+	t.Helper()
+	cmd := m.key(press(key))
+	if cmd == nil {
+		t.Fatalf("%q opened nothing", key)
+	}
+	push, ok := cmd().(pushMsg)
+	if !ok {
+		t.Fatalf("%q did not push a view", key)
+	}
+	init := m.push(push.v)
+	f, ok := m.active().(*form)
+	if !ok {
+		t.Fatalf("%q pushed a %T, want a form", key, m.active())
+	}
+	return f, init
+}
+
+// TestFormDeviceNoCatalog opens the New device form while the daemon is
+// unreachable: the board catalog fails to load, the keys that move
+// between fields still do (they used to focus the board field as a text
+// input that was never made, and panic), and submitting says why not.
+func TestFormDeviceNoCatalog(t *testing.T) {
+	m := bigFleet(t, 3) // its client dials 127.0.0.1:1: refused
+	f, init := openForm(t, m, "n")
+	msg := init()
+	if bm, ok := msg.(boardsMsg); !ok || bm.err == nil {
+		t.Fatalf("the catalog loaded from nowhere: %#v", msg)
+	}
+	m.Update(msg)
+	if !strings.Contains(f.View(), "board catalog:") {
+		t.Errorf("the form does not say the catalog failed:\n%s", f.View())
+	}
+	f.fields[0].input.SetValue("lab-3")
+	for _, k := range []string{"tab", "down", "enter", "up", "shift+tab"} {
+		m.Update(pressKey(k))
+	}
+	if f.focus != 1 {
+		t.Errorf("focus is on field %d, want 1 (board)", f.focus)
+	}
+	if !strings.Contains(f.View(), "(not loaded)") {
+		t.Errorf("the board field does not say the catalog is missing:\n%s", f.View())
+	}
+	m.Update(press("ctrl+s"))
+	if f.question != "" || !strings.Contains(f.err, "no board: the board catalog could not be loaded") {
+		t.Errorf("submitted without a board: question %q, error %q", f.question, f.err)
+	}
+}
+
+// pressKey is press with the keys it lacks: moving in forms, paging.
+func pressKey(s string) tea.KeyMsg {
+	switch s {
+	case "down":
+		return tea.KeyMsg{Type: tea.KeyDown}
+	case "up":
+		return tea.KeyMsg{Type: tea.KeyUp}
+	case "shift+tab":
+		return tea.KeyMsg{Type: tea.KeyShiftTab}
+	case "pgup":
+		return tea.KeyMsg{Type: tea.KeyPgUp}
+	}
+	return press(s)
+}
+
+// TestFormFooter: at 80 columns every form's footer shows esc, on every
+// field, and says what enter does there.
+func TestFormFooter(t *testing.T) {
+	m := bigFleet(t, 1)
+	dev := m.sh.cache.devices["dev-00000"]
+	forms := map[string]*form{
+		"device":  newDeviceForm(m.sh),
+		"token":   newTokenForm(m.sh, dev.Name),
+		"labels":  newLabelsForm(m.sh, dev),
+		"deploy":  newDeployForm(m.sh, ""),
+		"gateway": newGatewayForm(m.sh),
+	}
+	forms["device"].onMsg(forms["device"], boardsMsg{boards: []api.Board{{Name: "mps2-an385", Backends: []string{"sim"}}}})
+	for name, f := range forms {
+		f.SetSize(termWidth, termHeight)
+		for {
+			lines := strings.Split(f.View(), "\n")
+			foot := lines[len(lines)-1]
+			if w := visibleWidth(foot); w != termWidth {
+				t.Errorf("%s form, field %d: the footer is %d columns wide", name, f.focus, w)
+			}
+			if !strings.Contains(foot, "<esc> cancel") {
+				t.Errorf("%s form, field %d: no esc in the footer %q", name, f.focus, foot)
+			}
+			enter := "<tab/enter> next"
+			if !f.hasNext() {
+				enter = "<enter> submit"
+			}
+			if !strings.Contains(foot, enter) {
+				t.Errorf("%s form, field %d: the footer %q lacks %q", name, f.focus, foot, enter)
+			}
+			if !f.move(1) {
+				break
+			}
+		}
+	}
+}
+
+// TestFormDeviceEmulationHint: the emulation field says what its value
+// means, on and off.
+func TestFormDeviceEmulationHint(t *testing.T) {
+	m := bigFleet(t, 1)
+	f := newDeviceForm(m.sh)
+	f.SetSize(termWidth, termHeight)
+	if !strings.Contains(f.View(), "< on >  the daemon runs the board") {
+		t.Errorf("emulation on:\n%s", f.View())
+	}
+	f.field("emulation").choice = 1
+	v := f.View()
+	if !strings.Contains(v, "< off >  a real board: it enrolls with a token (t)") || strings.Contains(v, "the daemon runs the board") {
+		t.Errorf("emulation off:\n%s", v)
 	}
 }

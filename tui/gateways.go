@@ -91,7 +91,9 @@ func (v *gatewaysView) Update(msg tea.Msg) (view, tea.Cmd) {
 	}
 	switch {
 	case matches(s, v.keys.Open):
-		f := g.Name
+		// The devices on this gateway only: a substring would also
+		// show gw-10's for gw-1, and devices named after it.
+		f := fieldFilter("gateway", g.Name)
 		return v, send(jumpMsg{name: "devices", filter: &f})
 	case matches(s, v.keys.Delete):
 		c, name := v.sh.client, g.Name

@@ -15,7 +15,7 @@ type globalKeys struct {
 func newGlobalKeys() globalKeys {
 	return globalKeys{
 		Command: key.NewBinding(key.WithKeys(":"), key.WithHelp(":", "views: jump to a view by name")),
-		Filter:  key.NewBinding(key.WithKeys("/"), key.WithHelp("/", "filter: text or label=value")),
+		Filter:  key.NewBinding(key.WithKeys("/"), key.WithHelp("/", "filter: text, k=v, field:v")),
 		Help:    key.NewBinding(key.WithKeys("?"), key.WithHelp("?", "help")),
 		Back:    key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "back, or clear the filter")),
 		Quit:    key.NewBinding(key.WithKeys("q", "ctrl+c"), key.WithHelp("q", "quit (also ctrl+c)")),

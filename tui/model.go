@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -58,6 +59,9 @@ type Model struct {
 
 	views map[string]view // the top-level views, kept with their filters
 	stack []view
+	// history is the top-level views jumps left, the last one last: esc
+	// with nothing else to undo goes back to it.
+	history []view
 
 	prompt     prompt
 	filterPrev string // the filter when / opened, restored by esc
@@ -410,8 +414,12 @@ func (m *Model) pop() {
 	m.sync()
 }
 
+// maxHistory bounds the views esc can go back through.
+const maxHistory = 32
+
 // jump makes the named top-level view the only one on the stack, with
-// its filter set when filter is not nil.
+// its filter set when filter is not nil. The top-level view it leaves
+// goes on the history; the views opened over it are closed.
 func (m *Model) jump(name string, filter *string) tea.Cmd {
 	v, ok := m.views[name]
 	if !ok {
@@ -420,11 +428,35 @@ func (m *Model) jump(name string, filter *string) tea.Cmd {
 	for len(m.stack) > 1 {
 		m.pop()
 	}
-	m.stack[0] = v
-	v.SetSize(m.bodySize(v))
+	if from := m.stack[0]; from != v {
+		m.history = append(m.history, from)
+		if len(m.history) > maxHistory {
+			m.history = append(m.history[:0:0], m.history[1:]...)
+		}
+	}
 	if f, ok := v.(filterable); ok && filter != nil {
 		f.SetFilter(*filter)
 	}
+	return m.setTop(v)
+}
+
+// back returns to the top-level view the last jump left, when there is
+// one and nothing is open over the current one.
+func (m *Model) back() tea.Cmd {
+	n := len(m.history)
+	if n == 0 || len(m.stack) > 1 {
+		return nil
+	}
+	v := m.history[n-1]
+	m.history[n-1] = nil
+	m.history = m.history[:n-1]
+	return m.setTop(v)
+}
+
+// setTop makes v the top-level view, alone on the stack.
+func (m *Model) setTop(v view) tea.Cmd {
+	m.stack[0] = v
+	v.SetSize(m.bodySize(v))
 	m.sync()
 	return v.Init()
 }
@@ -487,8 +519,11 @@ func (m *Model) key(k tea.KeyMsg) tea.Cmd {
 			f.SetFilter("")
 			return nil
 		}
-		m.pop()
-		return nil
+		if len(m.stack) > 1 {
+			m.pop()
+			return nil
+		}
+		return m.back()
 	}
 	v, cmd := m.active().Update(k)
 	m.stack[len(m.stack)-1] = v
@@ -527,13 +562,23 @@ func (m *Model) promptKey(k tea.KeyMsg) tea.Cmd {
 	return nil
 }
 
+// offered is keys less those the active view does not take: / only
+// where there is a filter, since elsewhere what is typed after it would
+// run as the view's keys.
+func (m *Model) offered(keys ...key.Binding) []key.Binding {
+	if _, ok := m.active().(filterable); ok {
+		return keys
+	}
+	return slices.DeleteFunc(keys, func(k key.Binding) bool { return k.Help().Key == m.keys.Filter.Help().Key })
+}
+
 // helpSections are the keys help lists: the active view's, moving in
 // lists, and the global ones.
 func (m *Model) helpSections() []helpSection {
 	return []helpSection{
 		{title: m.active().Title(), keys: m.active().Keys()},
 		{title: "Lists", keys: m.nav.list()},
-		{title: "Global", keys: m.keys.list()},
+		{title: "Global", keys: m.offered(m.keys.list()...)},
 		{title: "Views", keys: viewKeys()},
 	}
 }
@@ -632,7 +677,7 @@ func (m *Model) footer() string {
 		}
 		hints = append(hints, k)
 	}
-	hints = append(hints, m.keys.Help, m.keys.Command, m.keys.Filter, m.keys.Back, m.keys.Quit)
+	hints = append(hints, m.offered(m.keys.Help, m.keys.Command, m.keys.Filter, m.keys.Back, m.keys.Quit)...)
 	parts := make([]string, 0, len(hints))
 	for _, k := range hints {
 		parts = append(parts, st.key.Render("<"+k.Help().Key+">")+" "+shortHelp(k.Help().Desc))

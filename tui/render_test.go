@@ -314,6 +314,15 @@ func TestFilter(t *testing.T) {
 		{"room=lab mps2", true},
 		{"room=lab nrf", false},
 		{"fleet=", false},
+		{"gateway:gw-test", true},
+		{"gateway:GW-TEST", true},
+		{"gateway:gw", false},
+		{"Gateway:gw-test room=lab", true},
+		{"name:dev", false},
+		{"name:dev-a", true},
+		{"board:mps2-an385", true},
+		{"endpoint:x", false}, // no such field on a device
+		{"online:", false},    // no field name: text
 	} {
 		if got := parseFilter(tc.filter).matchDevice(dev); got != tc.want {
 			t.Errorf("filter %q on %s = %v, want %v", tc.filter, dev.Name, got, tc.want)
@@ -559,7 +568,7 @@ func TestRenderHelp(t *testing.T) {
 	want := "" +
 		"Global\n" +
 		"  :         views: jump to a view by name                   \n" +
-		"  /         filter: text or label=value                     \n" +
+		"  /         filter: text, k=v, field:v                      \n" +
 		"  ?         help                                            \n" +
 		"  esc       back, or clear the filter                       \n" +
 		"  q         quit (also ctrl+c)                              \n" +
@@ -575,7 +584,7 @@ func TestRenderHelp(t *testing.T) {
 	want = "" +
 		"Global                                  Views\n" +
 		"  :    views: jump to a view by name      :devices  devices table              \n" +
-		"  /    filter: text or label=value        :apps     applications and rollouts  \n" +
+		"  /    filter: text, k=v, field:v         :apps     applications and rollouts  \n" +
 		"  ?    help                             \n" +
 		"  esc  back, or clear the filter        \n" +
 		"  q    quit (also ctrl+c)               "

@@ -105,3 +105,27 @@ func TestRTTHistory(t *testing.T) {
 		t.Errorf("rttHistory after an update = %v, want [800]", got)
 	}
 }
+
+// TestRTTTrendStale: a device without a round trip now (its board
+// restarted) shows its earlier samples as such, not as the current trend
+// under "RTT -".
+func TestRTTTrendStale(t *testing.T) {
+	st := newStyles()
+	dev := load[v1alpha1.Device](t, "device.json")
+	now := dev.Status.LastSeen.Add(10 * time.Second)
+	l := &deviceLive{rtt: []int64{900, 470, 470}}
+	got := renderDevice(st, dev, l, now, 80)
+	if !strings.Contains(got, "RTT trend   ") || strings.Contains(got, "RTT earlier") {
+		t.Errorf("with a round trip now:\n%s", got)
+	}
+	dev.Status.RTTMicros = 0
+	got = renderDevice(st, dev, l, now, 80)
+	for _, want := range []string{"RTT -", "RTT earlier 700  was 0.47ms; none now"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("without a round trip now, no %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "RTT trend") || strings.Contains(got, "last 0.47ms") {
+		t.Errorf("without a round trip now, an RTT trend is shown as current:\n%s", got)
+	}
+}

@@ -206,3 +206,248 @@ func TestColorsKeepWidths(t *testing.T) {
 		}
 	}
 }
+
+// navFleet is a root model over a cache of gateways gw and gw-tui and
+// four devices: dev-1 on gw, dev-2 and gw-named on gw-tui, and dev-4 on
+// none; no daemon behind it.
+func navFleet(t *testing.T) *Model {
+	t.Helper()
+	m := bigFleet(t, 0)
+	base := load[v1alpha1.Device](t, "device.json")
+	var devs []v1alpha1.Device
+	for _, d := range []struct{ name, gw string }{{"dev-1", "gw"}, {"dev-2", "gw-tui"}, {"gw-named", "gw-tui"}, {"dev-4", ""}} {
+		dev := base.DeepCopy()
+		dev.Name, dev.Spec.Gateway, dev.Status.Gateway = d.name, d.gw, d.gw
+		devs = append(devs, *dev)
+	}
+	gwBase := load[v1alpha1.Gateway](t, "gateway.json")
+	var gws []v1alpha1.Gateway
+	for _, name := range []string{"gw", "gw-tui"} {
+		g := gwBase.DeepCopy()
+		g.Name = name
+		gws = append(gws, *g)
+	}
+	m.sh.cache.reset(devs, nil, gws, true)
+	m.refresh()
+	return m
+}
+
+// do runs cmd, which must answer at once (no ticks, no I/O), and hands
+// its message to m.
+func do(m *Model, cmd tea.Cmd) {
+	if cmd != nil {
+		m.Update(cmd())
+	}
+}
+
+// deviceNames are the names of the devices view's rows.
+func deviceNames(m *Model) []string {
+	var names []string
+	for _, d := range m.views["devices"].(*devicesView).rows {
+		names = append(names, d.Name)
+	}
+	return names
+}
+
+// TestGatewayDevices opens a gateway's devices from the gateways view:
+// exactly the devices on it, not those of gw-tui nor those named after
+// it.
+func TestGatewayDevices(t *testing.T) {
+	m := navFleet(t)
+	do(m, m.key(press(":")))
+	for _, r := range "gw" {
+		m.Update(press(string(r)))
+	}
+	do(m, m.key(press("enter")))
+	if _, ok := m.active().(*gatewaysView); !ok {
+		t.Fatalf(":gw opened %T", m.active())
+	}
+	do(m, m.key(press("enter"))) // the cursor is on gw
+	if got := deviceNames(m); strings.Join(got, " ") != "dev-1" {
+		t.Errorf("the devices of gw are %v, want [dev-1]", got)
+	}
+	if title := m.active().Title(); title != "Devices (1/4) /gateway:gw" {
+		t.Errorf("title %q", title)
+	}
+}
+
+// TestConsoleResizeFollows shrinks the terminal under a console that
+// follows the board's output (tmux resize-window 80x24 to 60x20): it
+// still shows the newest line after the resize and as the board prints
+// more. Scrolled back, it stays where it was and says so.
+func TestConsoleResizeFollows(t *testing.T) {
+	m := bigFleet(t, 1)
+	v := newConsoleView(m.sh, "dev-00000")
+	m.push(v) // its attach Cmd is not run: the test feeds the session
+	v.id = m.sh.nextID()
+	print := func(from, to int) {
+		var b strings.Builder
+		for i := from; i < to; i++ {
+			fmt.Fprintf(&b, "line %d\r\n", i)
+		}
+		m.Update(consoleDataMsg{id: v.id, data: []byte(b.String())})
+	}
+	lastLine := func() string {
+		lines := strings.Split(strings.TrimRight(m.View(), " \n"), "\n")
+		return strings.TrimSpace(lines[len(lines)-1])
+	}
+	print(0, 100)
+	if got := lastLine(); got != "line 99" {
+		t.Fatalf("at 80x24 the last line is %q, want line 99", got)
+	}
+	m.Update(tea.WindowSizeMsg{Width: 60, Height: 20})
+	if got := lastLine(); got != "line 99" {
+		t.Errorf("after the resize the last line is %q, want line 99", got)
+	}
+	print(100, 105)
+	if got := lastLine(); got != "line 104" {
+		t.Errorf("after more output the last line is %q, want line 104", got)
+	}
+	if strings.Contains(m.View(), "scrolled back") {
+		t.Errorf("at the bottom the console says it is scrolled back:\n%s", m.View())
+	}
+
+	// Scrolled back, a resize and more output leave it there.
+	m.Update(pressKey("pgup"))
+	m.Update(tea.WindowSizeMsg{Width: 80, Height: 24})
+	print(105, 110)
+	if got := lastLine(); strings.HasPrefix(got, "line 10") && len(got) == len("line 109") {
+		t.Errorf("scrolled back, the console jumped to the newest line %q", got)
+	}
+	if !strings.Contains(m.View(), "scrolled back") {
+		t.Errorf("scrolled back, the console does not say so:\n%s", m.View())
+	}
+}
+
+// footerOf is the last line of m's screen.
+func footerOf(m *Model) string {
+	lines := strings.Split(m.View(), "\n")
+	return lines[len(lines)-1]
+}
+
+// helpOf is the help m opens over its active view; it is closed again.
+func helpOf(t *testing.T, m *Model) string {
+	t.Helper()
+	m.Update(press("?"))
+	h, ok := m.active().(*helpView)
+	if !ok {
+		t.Fatalf("? opened %T", m.active())
+	}
+	text := h.View()
+	m.Update(press("esc"))
+	return text
+}
+
+// TestFilterOffered: / is advertised (footer, help) only where the view
+// has a filter. The device detail has none; the application detail
+// filters its devices, and what is typed after / goes to the filter, not
+// to the view's keys (d would open the deploy form).
+func TestFilterOffered(t *testing.T) {
+	m := navFleet(t)
+	app := load[v1alpha1.Application](t, "application.json")
+	m.sh.cache.putApp(app)
+	m.refresh()
+	if !strings.Contains(footerOf(m), "</> filter") || !strings.Contains(helpOf(t, m), "filter: ") {
+		t.Errorf("the devices view does not offer its filter: %q", footerOf(m))
+	}
+
+	do(m, m.key(press("enter")))
+	if _, ok := m.active().(*deviceView); !ok {
+		t.Fatalf("enter opened %T", m.active())
+	}
+	if f := footerOf(m); strings.Contains(f, "</>") || !strings.Contains(f, "<esc> back") {
+		t.Errorf("the device detail's footer: %q", f)
+	}
+	if h := helpOf(t, m); strings.Contains(h, "filter: ") {
+		t.Errorf("the device detail's help offers a filter:\n%s", h)
+	}
+
+	m.Update(press("esc"))
+	do(m, m.jump("apps", nil))
+	do(m, m.key(press("enter")))
+	v, ok := m.active().(*appView)
+	if !ok {
+		t.Fatalf("enter opened %T", m.active())
+	}
+	if !strings.Contains(footerOf(m), "</> filter") || !strings.Contains(helpOf(t, m), "filter: ") {
+		t.Errorf("the application detail does not offer its filter: %q", footerOf(m))
+	}
+	for _, k := range []string{"/", "d", "e", "v", "-", "b"} {
+		do(m, m.key(press(k)))
+	}
+	m.Update(press("enter"))
+	if m.active() != v {
+		t.Fatalf("typing a filter opened %T", m.active())
+	}
+	if len(v.rows) != 1 || v.rows[0].Device != "dev-b" || v.Title() != "Application sensor /dev-b" {
+		t.Errorf("filtered on dev-b: rows %+v, title %q", v.rows, v.Title())
+	}
+	m.Update(press("esc"))
+	if len(v.rows) != 2 || m.active() != v {
+		t.Errorf("esc did not clear the filter first: %d rows, %T", len(v.rows), m.active())
+	}
+}
+
+// TestEscGoesBack: with no filter to clear and nothing open over the
+// view, esc goes back to the view a jump left, as far back as the jumps
+// went; details and prompts keep their own esc.
+func TestEscGoesBack(t *testing.T) {
+	m := navFleet(t)
+	name := func() string { return m.active().Title() }
+	do(m, m.jump("gateways", nil))
+	do(m, m.key(press("enter"))) // gw's devices
+	if got := name(); got != "Devices (1/4) /gateway:gw" {
+		t.Fatalf("enter on gw shows %q", got)
+	}
+	do(m, m.key(press("esc")))
+	if got := name(); got != "Devices (4)" {
+		t.Errorf("the first esc shows %q, want the filter cleared", got)
+	}
+	do(m, m.key(press("esc")))
+	if got := name(); got != "Gateways (2)" {
+		t.Errorf("the second esc shows %q, want the gateways", got)
+	}
+	do(m, m.key(press("esc")))
+	if got := name(); got != "Devices (4)" {
+		t.Errorf("the third esc shows %q, want the devices the test started in", got)
+	}
+	do(m, m.key(press("esc")))
+	if got := name(); got != "Devices (4)" || len(m.stack) != 1 {
+		t.Errorf("with no history esc shows %q (%d views)", got, len(m.stack))
+	}
+
+	// :apps from the devices, then esc: the devices.
+	for _, k := range []string{":", "a", "p", "p", "s", "enter"} {
+		do(m, m.key(press(k)))
+	}
+	if got := name(); got != "Applications (0)" {
+		t.Fatalf(":apps shows %q", got)
+	}
+	do(m, m.key(press("esc")))
+	if got := name(); got != "Devices (4)" {
+		t.Errorf("esc after :apps shows %q, want the devices", got)
+	}
+
+	// A detail's esc closes it, a prompt's esc closes the prompt, and
+	// neither goes further back.
+	do(m, m.jump("gateways", nil))
+	do(m, m.key(press("enter")))
+	do(m, m.key(press("esc"))) // the filter
+	do(m, m.key(press("enter")))
+	if _, ok := m.active().(*deviceView); !ok {
+		t.Fatalf("enter opened %T", m.active())
+	}
+	do(m, m.key(press("esc")))
+	if got := name(); got != "Devices (4)" {
+		t.Errorf("esc in the detail shows %q, want the devices", got)
+	}
+	do(m, m.key(press(":")))
+	do(m, m.key(press("esc")))
+	if got := name(); got != "Devices (4)" || m.prompt.mode != promptOff {
+		t.Errorf("esc in the prompt shows %q", got)
+	}
+	do(m, m.key(press("esc")))
+	if got := name(); got != "Gateways (2)" {
+		t.Errorf("esc after the detail shows %q, want the gateways", got)
+	}
+}

@@ -58,6 +58,7 @@ func kubeCluster(t testing.TB) (c *kubetest.Cluster, dyn dynamic.Interface, caDi
 	kubetest.Apply(t, c.Admin(), filepath.Join(deploy, "namespace.yaml"))
 	kubetest.InstallCRDs(t, c.Admin(), filepath.Join("..", "crds"))
 	kubetest.Apply(t, c.Admin(), filepath.Join(deploy, "rbac.yaml"))
+	c.WaitAllowed(t, serviceAccount, "list", "wasmbed.io", "devices", "wasmbed")
 	caDir = filepath.Join(t.TempDir(), "ca")
 	if _, err := pki.Open(caDir, pki.Options{}); err != nil {
 		t.Fatal(err)

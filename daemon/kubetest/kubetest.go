@@ -29,7 +29,10 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	etcdtestserver "k8s.io/apiserver/pkg/storage/etcd3/testserver"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -296,4 +299,30 @@ func tail(b []byte, lines int) string {
 		s = s[len(s)-lines:]
 	}
 	return strings.Join(s, "\n")
+}
+
+// WaitAllowed waits until the server's authorizer lets user do verb on
+// resource (of group, in namespace): RBAC objects just created take a
+// moment to reach it, and a client started at once would be refused.
+func (c *Cluster) WaitAllowed(t testing.TB, user User, verb, group, resource, namespace string) {
+	t.Helper()
+	cs, err := kubernetes.NewForConfig(c.Admin())
+	if err != nil {
+		t.Fatal(err)
+	}
+	review := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+		User: user.Name, Groups: user.Groups,
+		ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: verb, Group: group, Resource: resource, Namespace: namespace},
+	}}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r, err := cs.AuthorizationV1().SubjectAccessReviews().Create(context.Background(), review, metav1.CreateOptions{})
+		if err == nil && r.Status.Allowed {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s may still not %s %s.%s in %s after 30s (%v)", user.Name, verb, resource, group, namespace, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

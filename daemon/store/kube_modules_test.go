@@ -29,6 +29,7 @@ func TestKubeConfigMapModules(t *testing.T) {
 	kubetest.Apply(t, c.Admin(), filepath.Join(deploy, "namespace.yaml"))
 	kubetest.InstallCRDs(t, c.Admin(), filepath.Join("..", "..", "crds"))
 	kubetest.Apply(t, c.Admin(), filepath.Join(deploy, "rbac.yaml"))
+	c.WaitAllowed(t, sa, "list", "wasmbed.io", "devices", "wasmbed")
 	k, err := OpenKubernetes(c.Config(sa), "wasmbed", KubeOptions{})
 	if err != nil {
 		t.Fatal(err)

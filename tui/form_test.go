@@ -387,7 +387,7 @@ func TestFormDeviceNoCatalog(t *testing.T) {
 	}
 	f.fields[0].input.SetValue("lab-3")
 	for _, k := range []string{"tab", "down", "enter", "up", "shift+tab"} {
-		m.Update(pressKey(k))
+		m.Update(press(k))
 	}
 	if f.focus != 1 {
 		t.Errorf("focus is on field %d, want 1 (board)", f.focus)
@@ -399,21 +399,6 @@ func TestFormDeviceNoCatalog(t *testing.T) {
 	if f.question != "" || !strings.Contains(f.err, "no board: the board catalog could not be loaded") {
 		t.Errorf("submitted without a board: question %q, error %q", f.question, f.err)
 	}
-}
-
-// pressKey is press with the keys it lacks: moving in forms, paging.
-func pressKey(s string) tea.KeyMsg {
-	switch s {
-	case "down":
-		return tea.KeyMsg{Type: tea.KeyDown}
-	case "up":
-		return tea.KeyMsg{Type: tea.KeyUp}
-	case "shift+tab":
-		return tea.KeyMsg{Type: tea.KeyShiftTab}
-	case "pgup":
-		return tea.KeyMsg{Type: tea.KeyPgUp}
-	}
-	return press(s)
 }
 
 // TestFormFooter: at 80 columns every form's footer shows esc, on every

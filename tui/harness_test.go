@@ -483,27 +483,18 @@ func requireGolden(t *testing.T, m *Model, size termSize, masks ...mask) {
 	teatest.RequireEqualOutput(t, []byte(screen+"\n"))
 }
 
-// press is a key press as the terminal sends it.
+// keyTypes are the named keys the tests press.
+var keyTypes = map[string]tea.KeyType{
+	"enter": tea.KeyEnter, "esc": tea.KeyEsc, "ctrl+]": tea.KeyCtrlCloseBracket,
+	"backspace": tea.KeyBackspace, "tab": tea.KeyTab, "shift+tab": tea.KeyShiftTab,
+	"right": tea.KeyRight, "down": tea.KeyDown, "up": tea.KeyUp, "pgup": tea.KeyPgUp,
+	"ctrl+s": tea.KeyCtrlS, "ctrl+d": tea.KeyCtrlD, "ctrl+u": tea.KeyCtrlU,
+}
+
+// press is a key press as the terminal sends it: a named key, or runes.
 func press(s string) tea.KeyMsg {
-	switch s {
-	case "enter":
-		return tea.KeyMsg{Type: tea.KeyEnter}
-	case "esc":
-		return tea.KeyMsg{Type: tea.KeyEsc}
-	case "ctrl+]":
-		return tea.KeyMsg{Type: tea.KeyCtrlCloseBracket}
-	case "backspace":
-		return tea.KeyMsg{Type: tea.KeyBackspace}
-	case "tab":
-		return tea.KeyMsg{Type: tea.KeyTab}
-	case "right":
-		return tea.KeyMsg{Type: tea.KeyRight}
-	case "ctrl+s":
-		return tea.KeyMsg{Type: tea.KeyCtrlS}
-	case "ctrl+d":
-		return tea.KeyMsg{Type: tea.KeyCtrlD}
-	case "ctrl+u":
-		return tea.KeyMsg{Type: tea.KeyCtrlU}
+	if t, ok := keyTypes[s]; ok {
+		return tea.KeyMsg{Type: t}
 	}
 	return tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune(s)}
 }

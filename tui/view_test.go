@@ -308,7 +308,7 @@ func TestConsoleResizeFollows(t *testing.T) {
 	}
 
 	// Scrolled back, a resize and more output leave it there.
-	m.Update(pressKey("pgup"))
+	m.Update(press("pgup"))
 	m.Update(tea.WindowSizeMsg{Width: 80, Height: 24})
 	print(105, 110)
 	if got := lastLine(); strings.HasPrefix(got, "line 10") && len(got) == len("line 109") {

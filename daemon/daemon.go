@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"k8s.io/client-go/rest"
 
+	"wasmbed.io/wasmbed/crds/v1alpha1"
 	"wasmbed.io/wasmbed/daemon/api"
 	"wasmbed.io/wasmbed/daemon/apiserver"
 	"wasmbed.io/wasmbed/daemon/controller"
@@ -169,6 +170,15 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}
 	}
+	// Every write is counted, whoever makes it: the cost of an event in
+	// store writes is one of the figures the fleet benchmarks watch.
+	writes := newStoreWrites()
+	if cached == st {
+		st = store.Counted(st, writes.count)
+		cached = st
+	} else {
+		st, cached = store.Counted(st, writes.count), store.Counted(cached, writes.count)
+	}
 	// Enrollment tokens live on their Devices in the store, which the
 	// daemons of a cluster share.
 	ca, err := pki.Open(filepath.Join(cfg.DataDir, "pki"), pki.Options{
@@ -237,6 +247,8 @@ func Run(ctx context.Context, cfg Config) error {
 		Store: cached, Gateway: gw, GatewayName: cfg.GatewayName, GatewayAddr: advertise, ServerName: gwHost,
 		CA: ca, Backends: d.backends, IdentityDir: filepath.Join(cfg.DataDir, "identities"),
 		Resync: cfg.Resync, Recorder: recorder, Logger: log, Leading: d.lead.Leading,
+		// What a device reports moves the rollouts of the apps it concerns.
+		StatusWritten: func(dev *v1alpha1.Device) { d.apps.DeviceChanged(dev.Name) },
 	}
 	apiAdvertise := cfg.APIAdvertise
 	if apiAdvertise == "" {
@@ -248,9 +260,9 @@ func Run(ctx context.Context, cfg Config) error {
 	placement := &controller.Placement{Store: cached, Interval: cfg.GatewayHeartbeat, Recorder: recorder, Logger: log}
 
 	reg := prometheus.NewRegistry()
-	d.metrics = newMetrics(reg, d)
+	d.metrics = newMetrics(reg, d, writes)
 	handler, err := apiserver.New(apiserver.Deps{
-		Store: st, Boards: boardCatalog(d.backends), Tokens: ca, Consoles: d, Events: bus, Sessions: gw,
+		Store: st, Boards: boardCatalog(d.backends), Tokens: ca, Consoles: d, Events: bus, Sessions: gw, Live: gw,
 		Info: d.info, Token: cfg.Token, Registry: reg, Ready: d.ready, Logger: log,
 	})
 	if err != nil {
@@ -288,7 +300,7 @@ func Run(ctx context.Context, cfg Config) error {
 		})
 	})
 	parts.Go("resource events", func() error {
-		return (&apiserver.ResourcePublisher{Store: cached, Bus: bus, Logger: log}).Run(gctx)
+		return (&apiserver.ResourcePublisher{Store: cached, Bus: bus, Live: gw, Logger: log}).Run(gctx)
 	})
 	parts.Go("api", func() error {
 		if err := srv.Serve(apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -444,10 +456,25 @@ func (d *daemon) gatewayEvent(e gateway.Event) {
 	}
 	d.bus.Publish(ev)
 	switch e.Type {
-	case gateway.EventOnline, gateway.EventOffline, gateway.EventApp:
+	case gateway.EventOffline:
+		d.devices.SessionEnded(e.Device, e.Session.LastSeen)
+		d.apps.DeviceChanged(e.Device, sessionApps(e.Session)...)
+	case gateway.EventOnline:
 		d.devices.Enqueue(e.Device)
-		d.apps.DeviceChanged()
+		d.apps.DeviceChanged(e.Device, sessionApps(e.Session)...)
+	case gateway.EventApp:
+		d.devices.Enqueue(e.Device)
+		d.apps.DeviceChanged(e.Device, e.App.App)
 	}
+}
+
+// sessionApps names the apps a session reports.
+func sessionApps(s *gateway.SessionInfo) []string {
+	names := make([]string, len(s.Apps))
+	for i, a := range s.Apps {
+		names[i] = a.App
+	}
+	return names
 }
 
 // gatewayConsole is the console of a device as its session carries it.

@@ -246,14 +246,9 @@ func TestDaemon(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	app, err := c.GetApplication(ctx, "sensor")
-	if err != nil {
-		t.Fatal(err)
-	}
-	app.Spec.Module, app.Spec.Version = v1alpha1.ModuleRef{SHA256: bad.SHA256}, "2"
-	if _, err := c.UpdateApplication(ctx, app); err != nil {
-		t.Fatalf("UpdateApplication = %v", err)
-	}
+	updateApp(t, c, "sensor", func(app *v1alpha1.Application) {
+		app.Spec.Module, app.Spec.Version = v1alpha1.ModuleRef{SHA256: bad.SHA256}, "2"
+	})
 	eventually(t, "automatic rollback to 1", func() (bool, error) {
 		a, err := c.GetApplication(ctx, "sensor")
 		if err != nil {
@@ -416,14 +411,7 @@ func TestStrayAppsStopped(t *testing.T) {
 	reports("st-a", "running")
 	reports("st-b", "running")
 
-	app, err := c.GetApplication(ctx, "sensor")
-	if err != nil {
-		t.Fatal(err)
-	}
-	app.Spec.Target.Devices = []string{"st-a"}
-	if _, err := c.UpdateApplication(ctx, app); err != nil {
-		t.Fatal(err)
-	}
+	updateApp(t, c, "sensor", func(app *v1alpha1.Application) { app.Spec.Target.Devices = []string{"st-a"} })
 	reports("st-b", "stopped")
 	reports("st-a", "running")
 
@@ -431,6 +419,28 @@ func TestStrayAppsStopped(t *testing.T) {
 		t.Fatal(err)
 	}
 	reports("st-a", "stopped")
+}
+
+// updateApp changes the named app's spec with change and updates it,
+// again on a fresh copy when the controller wrote its status in between.
+func updateApp(t *testing.T, c *client.Client, name string, change func(*v1alpha1.Application)) {
+	t.Helper()
+	ctx := context.Background()
+	for {
+		app, err := c.GetApplication(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		change(app)
+		_, err = c.UpdateApplication(ctx, app)
+		if errors.Is(err, &api.Error{Reason: api.ReasonConflict}) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
 }
 
 // TestStopWithStalledClient stops a daemon while a client has sent part of

@@ -13,7 +13,20 @@ type metrics struct {
 	events *prometheus.CounterVec
 }
 
-func newMetrics(reg *prometheus.Registry, d *daemon) *metrics {
+// storeWrites counts the writes the daemon's store makes, by kind and
+// operation (see store.Counted).
+type storeWrites struct{ vec *prometheus.CounterVec }
+
+func newStoreWrites() storeWrites {
+	return storeWrites{prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "wasmbed_store_writes_total",
+		Help: "Writes to the resource store, by kind (Device, Application, Gateway) and operation (create, update, status, delete).",
+	}, []string{"kind", "op"})}
+}
+
+func (w storeWrites) count(kind, op string) { w.vec.WithLabelValues(kind, op).Inc() }
+
+func newMetrics(reg *prometheus.Registry, d *daemon, writes storeWrites) *metrics {
 	m := &metrics{
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wasmbed_gateway_events_total",
@@ -22,6 +35,7 @@ func newMetrics(reg *prometheus.Registry, d *daemon) *metrics {
 	}
 	reg.MustRegister(
 		m.events,
+		writes.vec,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "wasmbed_gateway_sessions",
 			Help: "Live device sessions on this daemon's gateway.",

@@ -24,7 +24,7 @@ type Event struct {
 	Type      EventType
 	Device    string
 	Time      time.Time
-	Session   *SessionInfo        // EventOnline
+	Session   *SessionInfo        // EventOnline; EventOffline: the session as it ended
 	App       *protocol.AppInfo   // EventApp, EventProgress
 	Sent      uint64              // EventProgress: bytes acked by the device
 	Total     uint64              // EventProgress: module size; 0 on statuses the device reports

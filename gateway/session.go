@@ -196,7 +196,8 @@ func (s *session) run(ctx context.Context, log *slog.Logger) {
 	reason := "closed by device"
 	defer func() {
 		if hello && g.unregister(s) {
-			g.publish(Event{Type: EventOffline, Device: s.device, Reason: reason})
+			info := s.snapshot()
+			g.publish(Event{Type: EventOffline, Device: s.device, Reason: reason, Session: &info})
 			log.Info("device offline", "reason", reason)
 		}
 	}()

@@ -296,6 +296,17 @@ func (c *cache) putApp(a *v1alpha1.Application) {
 	c.rev++
 }
 
+// putDevice stores a device read with its live session facts, unless the
+// cache has a newer one.
+func (c *cache) putDevice(d *v1alpha1.Device) {
+	if cur := c.devices[d.Name]; cur != nil && !newerVersion(d.ResourceVersion, cur.ResourceVersion) {
+		return
+	}
+	c.devices[d.Name] = d
+	c.sampleRTT(d)
+	c.rev++
+}
+
 // summary counts what the header shows.
 type summary struct {
 	gwUp, gwTotal       int

@@ -172,6 +172,38 @@ func nextBackoff(d time.Duration) time.Duration {
 	return min(2*d, maxBackoff)
 }
 
+// livePoll is how often an open device detail reads its device again:
+// round trips and last-seen times change with every heartbeat and are
+// never stored, so no resource event carries them.
+const livePoll = 2 * time.Second
+
+// livePollMsg asks the device detail of poll id to read its device.
+type livePollMsg struct{ id int }
+
+// liveDeviceMsg is a device read for the device detail of poll id.
+type liveDeviceMsg struct {
+	id  int
+	dev *v1alpha1.Device
+}
+
+func livePollCmd(id int) tea.Cmd {
+	return tea.Tick(livePoll, func(time.Time) tea.Msg { return livePollMsg{id} })
+}
+
+// liveDeviceCmd reads device; a failed read answers with no device (the
+// event stream reports why the daemon is out of reach).
+func liveDeviceCmd(c *client.Client, id int, device string) tea.Cmd {
+	return func() tea.Msg {
+		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+		defer cancel()
+		dev, err := c.GetDevice(ctx, device)
+		if err != nil {
+			dev = nil
+		}
+		return liveDeviceMsg{id, dev}
+	}
+}
+
 func infoCmd(c *client.Client) tea.Cmd {
 	return func() tea.Msg {
 		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/charmbracelet/bubbles/key"
@@ -226,16 +227,22 @@ type deviceView struct {
 	acts    deviceActionKeys
 	vp      viewport.Model
 	width   int
+	poll    int // this view's live poll, so that a view opened again polls once
 }
+
+// polls numbers device views' live polls.
+var polls atomic.Int64
 
 func newDeviceView(sh *shared, name string) *deviceView {
 	v := &deviceView{sh: sh, name: name, vp: viewport.New(0, 0), acts: newDeviceActionKeys(),
-		console: key.NewBinding(key.WithKeys("c"), key.WithHelp("c", "console: attach to the board"))}
+		console: key.NewBinding(key.WithKeys("c"), key.WithHelp("c", "console: attach to the board")),
+		poll:    int(polls.Add(1))}
 	v.Sync()
 	return v
 }
 
-func (v *deviceView) Init() tea.Cmd { return nil }
+// Init starts the live poll, which lasts while the view is open.
+func (v *deviceView) Init() tea.Cmd { return livePollCmd(v.poll) }
 
 func (v *deviceView) SetSize(w, h int) {
 	v.width, v.vp.Width, v.vp.Height = w, w, h
@@ -259,6 +266,22 @@ func (v *deviceView) Sync() {
 }
 
 func (v *deviceView) Update(msg tea.Msg) (view, tea.Cmd) {
+	switch msg := msg.(type) {
+	case livePollMsg:
+		if msg.id == v.poll && v.sh.client != nil {
+			return v, liveDeviceCmd(v.sh.client, v.poll, v.name)
+		}
+		return v, nil
+	case liveDeviceMsg:
+		if msg.id != v.poll {
+			return v, nil
+		}
+		if msg.dev != nil {
+			v.sh.cache.putDevice(msg.dev)
+			v.Sync()
+		}
+		return v, livePollCmd(v.poll)
+	}
 	if km, ok := msg.(tea.KeyMsg); ok && matches(km.String(), v.console) {
 		return v, send(pushMsg{newConsoleView(v.sh, v.name)})
 	}

@@ -349,6 +349,10 @@ func (m *Model) update(msg tea.Msg) tea.Cmd {
 		return nil
 	case consoleMsg:
 		return m.routeConsole(msg)
+	case livePollMsg:
+		return m.routeLive(msg.id, msg)
+	case liveDeviceMsg:
+		return m.routeLive(msg.id, msg)
 	}
 	v, cmd := m.active().Update(msg)
 	m.stack[len(m.stack)-1] = v
@@ -366,6 +370,20 @@ func (m *Model) routeConsole(msg consoleMsg) tea.Cmd {
 	if o, ok := msg.(consoleOpenedMsg); ok {
 		o.cancel()
 		o.rc.Close()
+	}
+	return nil
+}
+
+// routeLive hands a live poll's message to the device view of that poll
+// wherever it is on the stack (under a console, say); once the view is
+// closed, the poll ends.
+func (m *Model) routeLive(id int, msg tea.Msg) tea.Cmd {
+	for i, v := range m.stack {
+		if d, ok := v.(*deviceView); ok && d.poll == id {
+			nv, cmd := d.Update(msg)
+			m.stack[i] = nv
+			return cmd
+		}
 	}
 	return nil
 }

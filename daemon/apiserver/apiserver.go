@@ -25,12 +25,15 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"wasmbed.io/wasmbed/crds/v1alpha1"
 	"wasmbed.io/wasmbed/daemon/api"
 	"wasmbed.io/wasmbed/daemon/controller"
 	"wasmbed.io/wasmbed/daemon/events"
 	"wasmbed.io/wasmbed/daemon/store"
 	"wasmbed.io/wasmbed/docs"
+	"wasmbed.io/wasmbed/gateway"
 )
 
 // DefaultMaxModule is the upload limit for modules when Deps.MaxModule is
@@ -67,6 +70,25 @@ type ConsoleSource interface {
 	AttachConsole(ctx context.Context, device string) (history []byte, live <-chan []byte, input func([]byte) error, err error)
 }
 
+// LiveSessions is the gateway's session registry as the API reads it. Safe
+// for concurrent use.
+type LiveSessions interface {
+	Session(device string) (gateway.SessionInfo, bool)
+}
+
+// withLive merges a device's live session facts, when its session is on
+// live, into dev, and returns dev.
+func withLive(live LiveSessions, dev *v1alpha1.Device) *v1alpha1.Device {
+	if live == nil {
+		return dev
+	}
+	if s, ok := live.Session(dev.Name); ok {
+		dev.Status.LastSeen = &metav1.Time{Time: s.LastSeen.Truncate(time.Second)}
+		dev.Status.RTTMicros = s.RTT.Microseconds()
+	}
+	return dev
+}
+
 // Deps is what the API serves from. Store is required; every other field
 // is optional, with the default its comment gives.
 type Deps struct {
@@ -87,6 +109,10 @@ type Deps struct {
 	// commands for the devices on this daemon's gateway, from the other
 	// daemons of a cluster; nil answers them with 503 Unavailable.
 	Sessions controller.Sessions
+	// Live holds the hot facts of device sessions (last seen, round
+	// trip), which change with every heartbeat and are never stored:
+	// devices served have them merged in. nil serves the stored status.
+	Live LiveSessions
 	// Info describes the daemon for GET /api/v1/info; nil reports only the
 	// store backend.
 	Info func() api.Info

@@ -20,7 +20,7 @@ func (s *server) listDevices(w http.ResponseWriter, r *http.Request) error {
 	list := &v1alpha1.DeviceList{Items: make([]v1alpha1.Device, 0, len(devs))}
 	list.APIVersion, list.Kind = v1alpha1.GroupVersion.String(), "DeviceList"
 	for _, d := range devs {
-		list.Items = append(list.Items, *d)
+		list.Items = append(list.Items, *withLive(s.d.Live, d))
 	}
 	return writeJSON(w, http.StatusOK, list)
 }
@@ -31,7 +31,7 @@ func (s *server) getDevice(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return storeError("device", name, err)
 	}
-	return writeJSON(w, http.StatusOK, stamp(dev, v1alpha1.KindDevice))
+	return writeJSON(w, http.StatusOK, stamp(withLive(s.d.Live, dev), v1alpha1.KindDevice))
 }
 
 func (s *server) createDevice(w http.ResponseWriter, r *http.Request) error {

@@ -35,6 +35,7 @@ const rewatchDelay = 100 * time.Millisecond
 type ResourcePublisher struct {
 	Store  store.Store
 	Bus    *events.Bus
+	Live   LiveSessions // merged into published devices; nil publishes them as stored
 	Logger *slog.Logger // nil discards
 }
 
@@ -49,9 +50,13 @@ func (p *ResourcePublisher) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	kinds := []func() error{
-		func() error { return publishKind(ctx, p.Store.Devices(), v1alpha1.KindDevice, p.Bus, log) },
-		func() error { return publishKind(ctx, p.Store.Applications(), v1alpha1.KindApplication, p.Bus, log) },
-		func() error { return publishKind(ctx, p.Store.Gateways(), v1alpha1.KindGateway, p.Bus, log) },
+		func() error {
+			return publishKind(ctx, p.Store.Devices(), v1alpha1.KindDevice, p.Bus, log, func(d *v1alpha1.Device) { withLive(p.Live, d) })
+		},
+		func() error {
+			return publishKind(ctx, p.Store.Applications(), v1alpha1.KindApplication, p.Bus, log, nil)
+		},
+		func() error { return publishKind(ctx, p.Store.Gateways(), v1alpha1.KindGateway, p.Bus, log, nil) },
 	}
 	errs := make([]error, len(kinds))
 	var wg sync.WaitGroup
@@ -66,7 +71,7 @@ func (p *ResourcePublisher) Run(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func publishKind[T store.Object](ctx context.Context, res store.Resource[T], kind string, bus *events.Bus, log *slog.Logger) error {
+func publishKind[T store.Object](ctx context.Context, res store.Resource[T], kind string, bus *events.Bus, log *slog.Logger, fill func(T)) error {
 	// published is the resourceVersion last published per name, to skip
 	// the unchanged objects of a new watch's snapshot.
 	published := map[string]string{}
@@ -96,6 +101,9 @@ func publishKind[T store.Object](ctx context.Context, res store.Resource[T], kin
 				published[name] = rv
 			}
 			stamp(ev.Object, kind)
+			if fill != nil && ev.Type != store.Deleted {
+				fill(ev.Object)
+			}
 			obj, err := json.Marshal(ev.Object)
 			if err != nil {
 				log.Warn("resource event not published", "kind", kind, "name", name, "err", err)

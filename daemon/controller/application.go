@@ -53,7 +53,29 @@ type Applications struct {
 	ctx      context.Context     // Run's, for deploys that outlive one reconcile
 	inflight map[key]*deployment // deploys under way
 	results  map[key]result      // how the last deploy of a module to a device ended
-	known    map[string]bool     // app names seen by the watch
+	known    map[string]selector // the targets of the apps seen by the watch, by app
+}
+
+// selector is an app's target, ready to match devices.
+type selector struct {
+	names  map[string]bool
+	labels labels.Selector // nil: none
+}
+
+func newSelector(t v1alpha1.Target) selector {
+	s := selector{names: make(map[string]bool, len(t.Devices))}
+	for _, n := range t.Devices {
+		s.names[n] = true
+	}
+	if t.Selector != nil {
+		// A bad selector matches nothing here; the app's reconcile says why.
+		s.labels, _ = metav1.LabelSelectorAsSelector(t.Selector)
+	}
+	return s
+}
+
+func (s selector) matches(d *v1alpha1.Device) bool {
+	return s.names[d.Name] || (s.labels != nil && s.labels.Matches(labels.Set(d.Labels)))
 }
 
 // Sessions reach devices' sessions: a *gateway.Gateway for the devices of
@@ -89,28 +111,41 @@ func (c *Applications) Enqueue(app string) {
 	}
 }
 
-// DeviceChanged re-reconciles every app after a device changed: its labels
-// may move it in or out of a target, its reports move rollouts on. It only
-// enqueues the names the controller's watch has seen, so it is cheap enough
-// to call from the gateway's session goroutines.
-func (c *Applications) DeviceChanged() {
+// DeviceChanged reconciles the apps a device's change concerns: those
+// whose target selects the device, those it reports (named in reported, or
+// in its stored status), whose rollouts its reports move on or which it
+// runs as a stray. Its cost does not grow with the fleet: one read of the
+// device and a match per app, cheap enough for the gateway's session
+// goroutines.
+func (c *Applications) DeviceChanged(device string, reported ...string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	d, err := c.Store.Devices().Get(ctx, device)
 	c.mu.Lock()
-	names := make([]string, 0, len(c.known))
-	for n := range c.known {
-		names = append(names, n)
+	var names []string
+	for n, sel := range c.known {
+		if err == nil && sel.matches(d) {
+			names = append(names, n)
+		}
 	}
 	c.mu.Unlock()
+	names = append(names, reported...)
+	if err == nil {
+		for _, a := range d.Status.Apps {
+			names = append(names, a.Name)
+		}
+	}
 	for _, n := range names {
 		c.Enqueue(n)
 	}
 }
 
-// seen records an app name from the watch; gone forgets it.
-func (c *Applications) seen(name string) {
+// seen records an app's target from the watch and reconciles the app.
+func (c *Applications) seen(app *v1alpha1.Application) {
 	c.mu.Lock()
-	c.known[name] = true
+	c.known[app.Name] = newSelector(app.Spec.Target)
 	c.mu.Unlock()
-	c.Enqueue(name)
+	c.Enqueue(app.Name)
 }
 
 // Progress records transfer progress reported by the gateway.
@@ -136,10 +171,10 @@ func (c *Applications) Run(ctx context.Context) error {
 	c.ctx = ctx
 	c.inflight = make(map[key]*deployment)
 	c.results = make(map[key]result)
-	c.known = make(map[string]bool)
+	c.known = make(map[string]selector)
 	c.loop = newLoop("applications", c.Logger)
 	c.mu.Unlock()
-	go watch(ctx, c.Store.Applications(), c.Resync, c.seen, func(a *v1alpha1.Application) { c.deleted(ctx, a) })
+	go watch(ctx, c.Store.Applications(), c.Resync, c.seen, func(a *v1alpha1.Application) { c.deleted(ctx, a) }, nil)
 	go c.sweep(ctx)
 	c.loop.run(ctx, 2, c.reconcile)
 	return nil
@@ -484,7 +519,7 @@ func (c *Applications) sweep(ctx context.Context) {
 		var unknown []string
 		for _, d := range devices {
 			for _, a := range d.Status.Apps {
-				if a.State == protocol.StateRunning.String() && !c.known[a.Name] {
+				if _, known := c.known[a.Name]; a.State == protocol.StateRunning.String() && !known {
 					unknown = append(unknown, a.Name)
 				}
 			}

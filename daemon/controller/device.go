@@ -5,10 +5,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -25,9 +27,17 @@ import (
 // DefaultBackend runs emulated boards when a device names no backend.
 const DefaultBackend = "sim"
 
-// lastSeenGranularity is how far a device's stored last-seen time may lag
-// while it is online.
-const lastSeenGranularity = 30 * time.Second
+// lastSeenRefresh bounds how stale the stored last-seen time of an online
+// device may grow. Round trips and last-seen times change with every
+// heartbeat: they are hot state, which the gateway's session registry
+// holds and the API merges into what it serves. The store is written when
+// a device comes online, goes offline, changes what it runs or its
+// certificate, and, for last-seen, once in a while, so that readers of the
+// store alone (kubectl) see that the device was online recently. Each
+// device refreshes at an offset of its own in [lastSeenRefresh/2,
+// lastSeenRefresh), so that a fleet that came online together does not
+// write together: 10,000 devices write about 4 times a second.
+const lastSeenRefresh = time.Hour
 
 // Devices reconciles Device resources: it provisions and runs emulated
 // boards through their backends and mirrors what the gateway knows of each
@@ -49,8 +59,14 @@ type Devices struct {
 	// Leading reports whether this daemon leads (claims the devices that
 	// name no gateway); nil means it always does, as a sole daemon.
 	Leading func() bool
+	// StatusWritten, when set, is called after each write of a device's
+	// status, with the device as written.
+	StatusWritten func(*v1alpha1.Device)
 
 	loop *loop
+
+	mu    sync.Mutex
+	ended map[string]time.Time // last-seen times of sessions that ended, until stored
 }
 
 // Enqueue asks for device to be reconciled (e.g. on a gateway event).
@@ -60,13 +76,38 @@ func (c *Devices) Enqueue(device string) {
 	}
 }
 
+// SessionEnded records when an ended session last heard from its device,
+// which the device's status then keeps, and reconciles the device.
+func (c *Devices) SessionEnded(device string, lastSeen time.Time) {
+	c.mu.Lock()
+	if c.ended == nil {
+		c.ended = map[string]time.Time{}
+	}
+	c.ended[device] = lastSeen
+	c.mu.Unlock()
+	c.Enqueue(device)
+}
+
+// endedAt returns, and forgets, what SessionEnded recorded for device.
+func (c *Devices) endedAt(device string) (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, ok := c.ended[device]
+	delete(c.ended, device)
+	return t, ok
+}
+
 // Run reconciles until ctx ends.
 func (c *Devices) Run(ctx context.Context) error {
 	if c.Resync <= 0 {
 		c.Resync = 10 * time.Second
 	}
 	c.loop = newLoop("devices", c.Logger)
-	go watch(ctx, c.Store.Devices(), c.Resync, c.loop.Enqueue, nil)
+	// Only boards change without telling: the periodic resync looks at
+	// emulated devices alone. Every other change arrives as a store or
+	// gateway event, and the last-seen refresh is scheduled per device.
+	go watch(ctx, c.Store.Devices(), c.Resync, func(d *v1alpha1.Device) { c.loop.Enqueue(d.Name) }, nil,
+		func(d *v1alpha1.Device) bool { return d.Spec.Emulation != nil })
 	// Reconciles wait on the store (a round trip each with Kubernetes):
 	// several run at once.
 	c.loop.run(ctx, 8, c.reconcile)
@@ -92,15 +133,15 @@ func (c *Devices) reconcile(ctx context.Context, name string) error {
 	st.ObservedGeneration = dev.Generation
 	st.Board = board
 	st.Gateway = c.GatewayName
+	st.RTTMicros = 0 // hot state: served from the session, never stored
 	if s, ok := c.Gateway.Session(name); ok {
-		st.Phase = v1alpha1.DeviceOnline
-		// While a device is online its last-seen time moves with every
-		// heartbeat; store it coarsely so that heartbeats do not turn into
-		// a write each.
-		if st.LastSeen == nil || s.LastSeen.Sub(st.LastSeen.Time) >= lastSeenGranularity {
+		refresh := refreshAfter(name)
+		if st.Phase != v1alpha1.DeviceOnline || st.LastSeen == nil || s.LastSeen.Sub(st.LastSeen.Time) >= refresh {
 			st.LastSeen = &metav1.Time{Time: s.LastSeen.Truncate(time.Second)}
 		}
-		st.RTTMicros = s.RTT.Microseconds()
+		// Look again when the stored last-seen time is due.
+		c.loop.queue.AddAfter(name, time.Until(st.LastSeen.Add(refresh)))
+		st.Phase = v1alpha1.DeviceOnline
 		st.Firmware = s.Firmware
 		st.Capabilities = s.Capabilities
 		st.CertificateExpiry = &metav1.Time{Time: s.CertExpiry}
@@ -113,6 +154,9 @@ func (c *Devices) reconcile(ctx context.Context, name string) error {
 		}
 		st.AppCount = int32(len(st.Apps))
 	} else {
+		if t, ok := c.endedAt(name); ok && st.Phase == v1alpha1.DeviceOnline {
+			st.LastSeen = &metav1.Time{Time: t.Truncate(time.Second)}
+		}
 		switch {
 		case st.Phase == v1alpha1.DeviceOnline || st.LastSeen != nil:
 			st.Phase = v1alpha1.DeviceOffline
@@ -132,8 +176,12 @@ func (c *Devices) reconcile(ctx context.Context, name string) error {
 	}
 	was := dev.Status.Phase
 	dev.Status = *st
-	if _, err := c.Store.Devices().UpdateStatus(ctx, dev); err != nil {
+	written, err := c.Store.Devices().UpdateStatus(ctx, dev)
+	if err != nil {
 		return err
+	}
+	if c.StatusWritten != nil {
+		c.StatusWritten(written)
 	}
 	switch {
 	case st.Phase == v1alpha1.DeviceOnline && was != v1alpha1.DeviceOnline:
@@ -142,6 +190,16 @@ func (c *Devices) reconcile(ctx context.Context, name string) error {
 		record(c.Recorder, dev, EventWarning, "Offline", "the device's session on gateway %s ended", c.GatewayName)
 	}
 	return boardErr
+}
+
+// refreshAfter is how long the stored last-seen time of device may lag
+// while it is online: its own offset in [lastSeenRefresh/2,
+// lastSeenRefresh), from a hash of its name.
+func refreshAfter(device string) time.Duration {
+	h := fnv.New32a()
+	h.Write([]byte(device))
+	half := lastSeenRefresh / 2
+	return half + time.Duration(h.Sum32())%half
 }
 
 // placedHere reports whether this daemon runs dev (see Placement): it is

@@ -77,10 +77,10 @@ func (l *loop) next(ctx context.Context, r reconciler) bool {
 	return true
 }
 
-// watch enqueues the name of every object of a resource that changes, and
-// every name again each resync period, until ctx ends. A closed watch is
-// opened again.
-func watch[T store.Object](ctx context.Context, res store.Resource[T], resync time.Duration, enqueue func(string), deleted func(T)) {
+// watch hands every object of a resource that changes to changed, and
+// each resync period every object resynced selects (nil: every object),
+// until ctx ends. A closed watch is opened again.
+func watch[T store.Object](ctx context.Context, res store.Resource[T], resync time.Duration, changed func(T), deleted func(T), resynced func(T) bool) {
 	tick := time.NewTicker(resync)
 	defer tick.Stop()
 	for ctx.Err() == nil {
@@ -105,11 +105,13 @@ func watch[T store.Object](ctx context.Context, res store.Resource[T], resync ti
 				if e.Type == store.Deleted && deleted != nil {
 					deleted(e.Object)
 				}
-				enqueue(e.Object.GetName())
+				changed(e.Object)
 			case <-tick.C:
 				if items, err := res.List(ctx); err == nil {
 					for _, o := range items {
-						enqueue(o.GetName())
+						if resynced == nil || resynced(o) {
+							changed(o)
+						}
 					}
 				}
 			}

@@ -105,6 +105,11 @@ func OpenEmbedded(dir string) (*Embedded, error) {
 				return fmt.Errorf("create bucket %s: %w", name, err)
 			}
 		}
+		for _, load := range []func(*bolt.Tx) error{e.devices.load, e.applications.load, e.gateways.load} {
+			if err := load(tx); err != nil {
+				return err
+			}
+		}
 		rev, err := readRevision(tx)
 		e.rev = rev
 		return err

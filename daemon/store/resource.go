@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	bolt "go.etcd.io/bbolt"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -29,6 +31,14 @@ type resource[T Object] struct {
 	newObj func() T
 
 	watchers map[*watcher[T]]struct{} // guarded by e.mu
+
+	// objs holds every stored object decoded, and names their names in
+	// order: the read path. Get, List and a watch's snapshot copy from
+	// them instead of decoding JSON from the database. Commits update
+	// them while holding e.mu and omu; readers hold omu.
+	omu   sync.RWMutex
+	objs  map[string]T
+	names []string
 }
 
 var (
@@ -45,7 +55,54 @@ func newResource[T Object](e *Embedded, bucket, kind string, newObj func() T) *r
 		noun:     strings.ToLower(kind),
 		newObj:   newObj,
 		watchers: make(map[*watcher[T]]struct{}),
+		objs:     make(map[string]T),
 	}
+}
+
+// load decodes every stored object into the read path; OpenEmbedded calls
+// it once.
+func (r *resource[T]) load(tx *bolt.Tx) error {
+	objs, err := r.all(tx)
+	if err != nil {
+		return fmt.Errorf("load %ss: %w", r.noun, err)
+	}
+	for _, obj := range objs {
+		r.objs[obj.GetName()] = obj
+		r.names = append(r.names, obj.GetName())
+	}
+	return nil
+}
+
+// cacheLocked puts a committed change into the read path. The caller
+// holds e.mu, and hands obj over.
+func (r *resource[T]) cacheLocked(typ EventType, obj T) {
+	r.omu.Lock()
+	defer r.omu.Unlock()
+	name := obj.GetName()
+	i, found := slices.BinarySearch(r.names, name)
+	switch {
+	case typ == Deleted:
+		delete(r.objs, name)
+		if found {
+			r.names = slices.Delete(r.names, i, i+1)
+		}
+	default:
+		r.objs[name] = obj
+		if !found {
+			r.names = slices.Insert(r.names, i, name)
+		}
+	}
+}
+
+// copies returns a copy of every object, sorted by name.
+func (r *resource[T]) copies() []T {
+	r.omu.RLock()
+	defer r.omu.RUnlock()
+	out := make([]T, len(r.names))
+	for i, n := range r.names {
+		out[i] = r.objs[n].DeepCopyObject().(T)
+	}
+	return out
 }
 
 // Get returns the named object.
@@ -54,19 +111,13 @@ func (r *resource[T]) Get(ctx context.Context, name string) (T, error) {
 	if err := ctx.Err(); err != nil {
 		return obj, fmt.Errorf("get %s %q: %w", r.noun, name, err)
 	}
-	err := r.e.db.View(func(tx *bolt.Tx) error {
-		raw := tx.Bucket(r.bucket).Get([]byte(name))
-		if raw == nil {
-			return r.errorf(name, ErrNotFound)
-		}
-		var err error
-		obj, err = r.decode(raw)
-		return err
-	})
-	if err != nil {
-		return obj, r.wrap("get", name, err)
+	r.omu.RLock()
+	stored, ok := r.objs[name]
+	r.omu.RUnlock()
+	if !ok {
+		return obj, r.errorf(name, ErrNotFound)
 	}
-	return obj, nil
+	return stored.DeepCopyObject().(T), nil
 }
 
 // List returns every object of the kind, sorted by name.
@@ -74,16 +125,7 @@ func (r *resource[T]) List(ctx context.Context) ([]T, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("list %ss: %w", r.noun, err)
 	}
-	var objs []T
-	err := r.e.db.View(func(tx *bolt.Tx) error {
-		var err error
-		objs, err = r.all(tx)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list %ss: %w", r.noun, err)
-	}
-	return objs, nil
+	return r.copies(), nil
 }
 
 // all decodes every object in the bucket, in key (that is, name) order.
@@ -275,6 +317,7 @@ func (r *resource[T]) commit(op, name string, write func(b *bolt.Bucket, rev uin
 		return zero, fmt.Errorf("%s %s %q: %w", op, r.noun, name, err)
 	}
 	r.publishLocked(typ, obj)
+	r.cacheLocked(typ, obj.DeepCopyObject().(T))
 	return obj, nil
 }
 

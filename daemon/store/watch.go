@@ -3,8 +3,6 @@ package store
 import (
 	"context"
 	"fmt"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // watcher is one open Watch. Its channel holds the initial snapshot plus
@@ -33,15 +31,7 @@ func (r *resource[T]) Watch(ctx context.Context) (<-chan Event[T], error) {
 	if e.closed {
 		return nil, fmt.Errorf("watch %ss: %w", r.noun, errClosed)
 	}
-	var snapshot []T
-	err := e.db.View(func(tx *bolt.Tx) error {
-		var err error
-		snapshot, err = r.all(tx)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("watch %ss: %w", r.noun, err)
-	}
+	snapshot := r.copies()
 	// The snapshot fits in the channel whatever its size, so it is never
 	// dropped, and the watcher still has the full buffer for what follows.
 	w := &watcher[T]{

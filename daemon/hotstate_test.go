@@ -1,0 +1,100 @@
+package daemon_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"wasmbed.io/wasmbed/crds/v1alpha1"
+	"wasmbed.io/wasmbed/daemon"
+	"wasmbed.io/wasmbed/daemon/client"
+)
+
+// storeWrites sums wasmbed_store_writes_total for kind from the daemon's
+// metrics.
+func storeWrites(t *testing.T, c *client.Client, kind string) float64 {
+	t.Helper()
+	text, err := c.Metrics(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	sc := bufio.NewScanner(bytes.NewReader(text))
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "wasmbed_store_writes_total{") || !strings.Contains(line, `kind="`+kind+`"`) {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+		if err != nil {
+			t.Fatalf("metric line %q: %v", line, err)
+		}
+		sum += v
+	}
+	return sum
+}
+
+// TestHeartbeatsWriteNothing holds devices online, running an app, through
+// many heartbeats and controller resyncs: round trips and last-seen times
+// move in what the API serves, and the store is not written at all.
+func TestHeartbeatsWriteNothing(t *testing.T) {
+	ctx := context.Background()
+	in := startDaemon(t, t.TempDir(), func(cfg *daemon.Config) {
+		cfg.HeartbeatInterval = 100 * time.Millisecond
+		cfg.Resync = 200 * time.Millisecond
+	})
+	c := in.c
+	names := []string{"hb-a", "hb-b"}
+	for _, n := range names {
+		if _, err := c.CreateDevice(ctx, &v1alpha1.Device{
+			ObjectMeta: metav1.ObjectMeta{Name: n},
+			Spec:       v1alpha1.DeviceSpec{Board: "mps2-an385", Emulation: &v1alpha1.Emulation{Backend: "sim", Enabled: true}},
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mod, err := c.UploadModule(ctx, bytes.NewReader(readApp(t, "sensor.wasm")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateApplication(ctx, &v1alpha1.Application{
+		ObjectMeta: metav1.ObjectMeta{Name: "sensor"},
+		Spec: v1alpha1.ApplicationSpec{
+			Module: v1alpha1.ModuleRef{SHA256: mod.SHA256}, Version: "1",
+			Target: v1alpha1.Target{Devices: names}, Rollout: v1alpha1.Rollout{BatchSize: 2},
+		},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "sensor runs on both devices", func() (bool, error) {
+		a, err := c.GetApplication(ctx, "sensor")
+		return err == nil && a.Status.Phase == v1alpha1.AppRunning, err
+	})
+
+	before := map[string]float64{}
+	for _, k := range []string{v1alpha1.KindDevice, v1alpha1.KindApplication} {
+		before[k] = storeWrites(t, c, k)
+	}
+	var first *v1alpha1.Device
+	eventually(t, "hb-a's served status has the session's round trip", func() (bool, error) {
+		first, err = c.GetDevice(ctx, "hb-a")
+		return err == nil && first.Status.LastSeen != nil && first.Status.RTTMicros > 0, err
+	})
+	// Two seconds of last-seen time are twenty heartbeats a device and
+	// ten resyncs.
+	eventually(t, "hb-a's served last-seen time moves on by 2s", func() (bool, error) {
+		d, err := c.GetDevice(ctx, "hb-a")
+		return err == nil && d.Status.LastSeen.Sub(first.Status.LastSeen.Time) >= 2*time.Second, err
+	})
+	for k, n := range before {
+		if got := storeWrites(t, c, k); got != n {
+			t.Errorf("%s store writes went from %v to %v over heartbeats alone, want none", k, n, got)
+		}
+	}
+}

@@ -215,7 +215,11 @@ func (c *cache) applyResource(e api.Event) {
 	deleted := e.Action == "DELETED"
 	switch e.Kind {
 	case v1alpha1.KindDevice:
+		was := c.devices[e.Name]
 		applyObject(c.devices, e, deleted, func(d *v1alpha1.Device) string { return d.ResourceVersion })
+		if d := c.devices[e.Name]; d != nil && was != nil && d != was {
+			keepLive(was, d)
+		}
 		if d := c.devices[e.Name]; d != nil {
 			c.sampleRTT(d)
 		} else if deleted {
@@ -261,6 +265,20 @@ func (c *cache) sampleRTT(d *v1alpha1.Device) {
 		l.rtt = append(l.rtt[:0:0], l.rtt[len(l.rtt)-rttSamples:]...)
 	}
 	l.rttSeenAt = seen
+}
+
+// keepLive carries the session facts (last seen, round trip) of the
+// cached device was over to d when d is the same stored version with
+// older ones: a replayed event, published before the heartbeats that the
+// cached copy was read after. The store does not keep those facts, so a
+// stored version does not date them.
+func keepLive(was, d *v1alpha1.Device) {
+	if d.ResourceVersion != was.ResourceVersion || was.Status.LastSeen == nil {
+		return
+	}
+	if d.Status.LastSeen == nil || d.Status.LastSeen.Before(was.Status.LastSeen) {
+		d.Status.LastSeen, d.Status.RTTMicros = was.Status.LastSeen, was.Status.RTTMicros
+	}
 }
 
 // applyObject sets or deletes the object of a resource event in m, unless

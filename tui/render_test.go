@@ -364,27 +364,44 @@ func TestCacheApply(t *testing.T) {
 		t.Errorf("after a newer event phase = %s, want Offline", got)
 	}
 
+	// The same stored version with older session facts (an event
+	// published before the heartbeats a later read saw) keeps the newer
+	// facts; anything else of it still applies.
+	fresh := newer.DeepCopy()
+	fresh.Status.LastSeen = &metav1.Time{Time: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	fresh.Status.RTTMicros = 900
+	c.putDevice(fresh)
+	replay := newer.DeepCopy()
+	replay.Status.LastSeen = &metav1.Time{Time: fresh.Status.LastSeen.Add(-time.Minute)}
+	replay.Status.RTTMicros = 0
+	replay.Labels = map[string]string{"replayed": "yes"}
+	c.apply(resourceEvent(t, 3, v1alpha1.KindDevice, "MODIFIED", replay))
+	if got := c.devices["dev-a"]; got.Status.RTTMicros != 900 || !got.Status.LastSeen.Equal(fresh.Status.LastSeen) || got.Labels["replayed"] != "yes" {
+		t.Errorf("after a replay of the same version: RTT %d µs, last seen %v, labels %v; want 900, %v, the replay's",
+			got.Status.RTTMicros, got.Status.LastSeen, got.Labels, fresh.Status.LastSeen)
+	}
+
 	// An event seen already (a resumed stream) is skipped.
 	if c.apply(resourceEvent(t, 2, v1alpha1.KindDevice, "MODIFIED", old)) {
 		t.Error("apply(event 2 again) reported a change")
 	}
 
 	// Device events fill in the details.
-	c.apply(api.Event{Seq: 3, Type: api.EventProgress, Device: "dev-a", App: &api.AppEvent{Name: "sensor", Version: "2", Sent: 100, Total: 400}})
-	c.apply(api.Event{Seq: 4, Type: api.EventTelemetry, Device: "dev-a", App: &api.AppEvent{Name: "sensor"}, Values: map[string]float64{"temp": 21.5}})
-	c.apply(api.Event{Seq: 5, Type: api.EventOffline, Device: "dev-a", Reason: "heartbeat timeout"})
+	c.apply(api.Event{Seq: 4, Type: api.EventProgress, Device: "dev-a", App: &api.AppEvent{Name: "sensor", Version: "2", Sent: 100, Total: 400}})
+	c.apply(api.Event{Seq: 5, Type: api.EventTelemetry, Device: "dev-a", App: &api.AppEvent{Name: "sensor"}, Values: map[string]float64{"temp": 21.5}})
+	c.apply(api.Event{Seq: 6, Type: api.EventOffline, Device: "dev-a", Reason: "heartbeat timeout"})
 	l := c.live["dev-a"]
 	if l == nil || l.apps["sensor"].Sent != 100 || l.telem["sensor"].values["temp"] != 21.5 || l.online || l.reason != "heartbeat timeout" {
 		t.Errorf("live details = %+v", l)
 	}
-	c.apply(api.Event{Seq: 6, Type: api.EventProgress, Device: "dev-a", App: &api.AppEvent{Name: "sensor", Version: "2", State: "verifying", Sent: 400}})
+	c.apply(api.Event{Seq: 7, Type: api.EventProgress, Device: "dev-a", App: &api.AppEvent{Name: "sensor", Version: "2", State: "verifying", Sent: 400}})
 	// offline and verifying; not the transfer's bytes, telemetry nor
 	// status updates.
 	if n := len(l.recent); n != 2 || l.recent[0].Type != api.EventOffline || l.recent[1].App.State != "verifying" {
 		t.Errorf("recent events of dev-a = %+v, want offline then verifying", l.recent)
 	}
-	if n := len(c.eventLog()); n != 6 {
-		t.Errorf("event log = %d events, want 6", n)
+	if n := len(c.eventLog()); n != 7 {
+		t.Errorf("event log = %d events, want 7", n)
 	}
 
 	// Deletion: a replayed delete older than the cached object is

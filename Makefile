@@ -20,7 +20,7 @@ export WASMBED_KUBE_APISERVER ?= $(KUBE_BIN_DIR)/kube-apiserver
 
 CONTROLLER_GEN ?= $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.23.0
 
-.PHONY: help build firmware test test-k8s kube-apiserver vet fmt-check run bench bench-daemon fuzz apps generate clean
+.PHONY: help build firmware test test-k8s kube-apiserver vet fmt-check run bench bench-daemon bench-fleet fuzz apps generate clean
 
 help: ## list targets
 	@grep -hE '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -80,6 +80,13 @@ bench: ## benchmarks but the daemon load harness; figures go to docs/benchmarks.
 bench-daemon: ## the daemon load harness: rollout to 100/1000 devices, RSS, API latency (minutes)
 	$(GO) test -run '^$$' -bench 'Rollout|RSS' -benchtime 1x -timeout 30m ./daemon/
 	$(GO) test -run '^$$' -bench 'APILatency' -benchtime 20000x -timeout 30m ./daemon/
+
+FLEET_SIZES ?= 1000,10000
+FLEET_RUNS  ?= 3
+
+bench-fleet: build ## the fleet benchmarks: wasmbedd, simulated devices in processes of their own, and mosquitto beside (minutes)
+	@command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto || { echo "the comparison needs mosquitto: apt-get install mosquitto"; exit 1; }
+	$(BIN)/wasmbed-loadgen bench --wasmbedd $(BIN)/wasmbedd --sizes $(FLEET_SIZES) --runs $(FLEET_RUNS)
 
 fuzz: ## run every fuzz target for FUZZTIME each
 	@set -e; for pkg in $$($(GO) list ./...); do \

@@ -1,0 +1,491 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"wasmbed.io/wasmbed/daemon/client"
+)
+
+type benchFlags struct {
+	wasmbedd, mosquitto, work string
+	sizes                     []int
+	runs, perProcess          int
+	window                    time.Duration
+}
+
+// figures are one run's measurements of one fleet size.
+type figures struct {
+	enrollFirst, enrollLast float64 // enrollments a second, first and last thousand
+	online                  time.Duration
+	writesPerSec            float64
+	cpu                     float64 // percent of a core in steady state
+	rssPerSession           float64 // bytes
+	rss                     float64 // bytes with every session up
+	mqttCPU, mqttPerSession float64
+}
+
+// bench runs the fleet scenarios at each size, runs times, and prints the
+// medians as Markdown rows.
+func bench(ctx context.Context, b benchFlags, out, logw io.Writer) error {
+	work := b.work
+	if work == "" {
+		d, err := os.MkdirTemp("", "wasmbed-loadgen-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(d)
+		work = d
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	results := map[int][]figures{}
+	for _, n := range b.sizes {
+		for run := 1; run <= b.runs; run++ {
+			fmt.Fprintf(logw, "== %d devices, run %d of %d\n", n, run, b.runs)
+			dir := filepath.Join(work, fmt.Sprintf("n%d-run%d", n, run))
+			f, err := benchWasmbed(ctx, b, self, dir, n, logw)
+			if err != nil {
+				return fmt.Errorf("%d devices, run %d: %w", n, run, err)
+			}
+			if b.mosquitto != "" {
+				if err := benchMQTT(ctx, b, self, dir, n, &f, logw); err != nil {
+					return fmt.Errorf("mosquitto, %d sessions, run %d: %w", n, run, err)
+				}
+			}
+			fmt.Fprintf(logw, "%+v\n", f)
+			results[n] = append(results[n], f)
+			os.RemoveAll(dir)
+		}
+	}
+	fmt.Fprintf(out, "| devices | enroll/s first 1,000 | enroll/s last 1,000 | all online after | store writes/s idle | daemon CPU idle | mosquitto CPU idle | RSS/session | mosquitto RSS/session |\n")
+	fmt.Fprintf(out, "| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	for _, n := range b.sizes {
+		fs := results[n]
+		m := func(get func(figures) float64) float64 {
+			v := make([]float64, len(fs))
+			for i, f := range fs {
+				v[i] = get(f)
+			}
+			slices.Sort(v)
+			return v[len(v)/2]
+		}
+		fmt.Fprintf(out, "| %d | %.0f | %.0f | %.1f s | %.2f | %.1f %% | %.1f %% | %.1f KB | %.1f KB |\n", n,
+			m(func(f figures) float64 { return f.enrollFirst }), m(func(f figures) float64 { return f.enrollLast }),
+			m(func(f figures) float64 { return f.online.Seconds() }), m(func(f figures) float64 { return f.writesPerSec }),
+			m(func(f figures) float64 { return f.cpu }), m(func(f figures) float64 { return f.mqttCPU }),
+			m(func(f figures) float64 { return f.rssPerSession / 1000 }), m(func(f figures) float64 { return f.mqttPerSession / 1000 }))
+	}
+	return nil
+}
+
+// benchWasmbed starts wasmbedd, enrolls n devices from a process of their
+// own, then holds them online from others and measures steady state.
+func benchWasmbed(ctx context.Context, b benchFlags, self, dir string, n int, logw io.Writer) (figures, error) {
+	var f figures
+	d, err := startWasmbedd(ctx, b.wasmbedd, filepath.Join(dir, "daemon"), logw)
+	if err != nil {
+		return f, err
+	}
+	defer d.stop()
+	fleet := filepath.Join(dir, "fleet")
+	enrollOut, err := runChild(ctx, self, "enroll", "--api", "http://"+d.api, "--gateway", d.gateway, "--dir", fleet,
+		"--count", strconv.Itoa(n), "--concurrency", "64")
+	if err != nil {
+		return f, fmt.Errorf("enroll: %w", err)
+	}
+	var rates []float64
+	for _, line := range strings.Split(enrollOut, "\n") {
+		if _, r, ok := strings.Cut(line, "rate="); ok {
+			v, _ := strconv.ParseFloat(strings.TrimSuffix(r, "/s"), 64)
+			rates = append(rates, v)
+		}
+	}
+	if len(rates) == 0 {
+		return f, fmt.Errorf("enroll printed no rate: %s", enrollOut)
+	}
+	f.enrollFirst, f.enrollLast = rates[0], rates[len(rates)-1]
+	fmt.Fprintf(logw, "enrolled %d: %v\n", n, rates)
+
+	if err := d.settle(ctx); err != nil {
+		return f, err
+	}
+	rss0 := rssBytes(d.cmd.Process.Pid)
+	began := time.Now()
+	var holders []*child
+	defer func() {
+		for _, h := range holders {
+			h.stop()
+		}
+	}()
+	for from := 0; from < n; from += b.perProcess {
+		h, err := startChild(ctx, self, "hold", "--gateway", d.gateway, "--dir", fleet,
+			"--from", strconv.Itoa(from), "--count", strconv.Itoa(min(b.perProcess, n-from)))
+		if err != nil {
+			return f, err
+		}
+		holders = append(holders, h)
+	}
+	if err := waitFor(ctx, 5*time.Minute, func() bool { return d.sessions() >= float64(n) }); err != nil {
+		return f, fmt.Errorf("%d devices online: %w (%v sessions)", n, err, d.sessions())
+	}
+	f.online = time.Since(began)
+	if err := d.settle(ctx); err != nil {
+		return f, err
+	}
+	// Every device has heartbeated at least once before the window.
+	sleep(ctx, 12*time.Second)
+	w0, c0 := d.writes(), cpuTicks(d.cmd.Process.Pid)
+	sleep(ctx, b.window)
+	w1, c1 := d.writes(), cpuTicks(d.cmd.Process.Pid)
+	f.writesPerSec = (w1 - w0) / b.window.Seconds()
+	f.cpu = 100 * float64(c1-c0) / clockTicks / b.window.Seconds()
+	f.rss = rssBytes(d.cmd.Process.Pid)
+	f.rssPerSession = (f.rss - rss0) / float64(n)
+	return f, nil
+}
+
+// benchMQTT holds n idle sessions on mosquitto over mutual TLS 1.3 and
+// measures it as benchWasmbed measures the daemon.
+func benchMQTT(ctx context.Context, b benchFlags, self, dir string, n int, f *figures, logw io.Writer) error {
+	mdir := filepath.Join(dir, "mqtt")
+	if err := writeMQTTIdentities(mdir); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close() // mosquitto takes its port from its configuration file
+	conf := filepath.Join(mdir, "mosquitto.conf")
+	err = os.WriteFile(conf, []byte(fmt.Sprintf(`listener %d 127.0.0.1
+cafile %s
+certfile %s
+keyfile %s
+require_certificate true
+tls_version tlsv1.3
+allow_anonymous true
+persistence false
+max_connections -1
+log_dest none
+user root
+`, port, mqttFile(mdir, "ca"), mqttFile(mdir, "server"), mqttFile(mdir, "server"))), 0o600)
+	if err != nil {
+		return err
+	}
+	broker := exec.CommandContext(ctx, b.mosquitto, "-c", conf)
+	broker.Stderr = logw
+	if err := broker.Start(); err != nil {
+		return err
+	}
+	defer func() { broker.Process.Signal(syscall.SIGTERM); broker.Wait() }()
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	if err := waitFor(ctx, 10*time.Second, func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}); err != nil {
+		return fmt.Errorf("mosquitto never listened on %s", addr)
+	}
+	rss0 := rssBytes(broker.Process.Pid)
+	var clients []*child
+	defer func() {
+		for _, c := range clients {
+			c.stop()
+		}
+	}()
+	for from := 0; from < n; from += b.perProcess {
+		c, err := startChild(ctx, self, "mqtt", "--broker", addr, "--dir", mdir, "--server-name", "127.0.0.1",
+			"--from", strconv.Itoa(from), "--count", strconv.Itoa(min(b.perProcess, n-from)))
+		if err != nil {
+			return err
+		}
+		clients = append(clients, c)
+	}
+	online := func() (sum int64) {
+		for _, c := range clients {
+			sum += c.online.Load()
+		}
+		return sum
+	}
+	if err := waitFor(ctx, 5*time.Minute, func() bool { return online() >= int64(n) }); err != nil {
+		return fmt.Errorf("%d MQTT sessions: %w (%d up)", n, err, online())
+	}
+	sleep(ctx, 12*time.Second)
+	c0 := cpuTicks(broker.Process.Pid)
+	sleep(ctx, b.window)
+	c1 := cpuTicks(broker.Process.Pid)
+	f.mqttCPU = 100 * float64(c1-c0) / clockTicks / b.window.Seconds()
+	f.mqttPerSession = (rssBytes(broker.Process.Pid) - rss0) / float64(n)
+	return nil
+}
+
+// wasmbedd is a daemon process under measurement.
+type wasmbedd struct {
+	cmd          *exec.Cmd
+	api, gateway string
+	c            *client.Client
+}
+
+func startWasmbedd(ctx context.Context, bin, dataDir string, logw io.Writer) (*wasmbedd, error) {
+	cmd := exec.CommandContext(ctx, bin, "--data-dir", dataDir, "--api-listen", "127.0.0.1:0",
+		"--gateway-listen", "127.0.0.1:0", "--gateway-name", "bench", "--log-level", "info")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	d := &wasmbedd{cmd: cmd}
+	started := make(chan error, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			var line struct {
+				Level, Msg, API, Gateway string
+			}
+			switch json.Unmarshal(sc.Bytes(), &line); {
+			case line.Msg == "daemon started":
+				d.api, d.gateway = line.API, line.Gateway
+				started <- nil
+			case line.Level != "INFO" && line.Level != "DEBUG":
+				fmt.Fprintln(logw, "wasmbedd:", sc.Text())
+			}
+		}
+		started <- fmt.Errorf("wasmbedd ended before it started")
+	}()
+	if err := <-started; err != nil {
+		cmd.Wait()
+		return nil, err
+	}
+	if d.c, err = client.New("http://" + d.api); err != nil {
+		d.stop()
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *wasmbedd) stop() {
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	d.cmd.Wait()
+}
+
+// metric sums the samples of a Prometheus series from the daemon.
+func (d *wasmbedd) metric(name string) float64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	text, err := d.c.Metrics(ctx)
+	if err != nil {
+		return -1
+	}
+	var sum float64
+	for _, line := range strings.Split(string(text), "\n") {
+		if strings.HasPrefix(line, name+" ") || strings.HasPrefix(line, name+"{") {
+			v, _ := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+			sum += v
+		}
+	}
+	return sum
+}
+
+func (d *wasmbedd) writes() float64   { return d.metric("wasmbed_store_writes_total") }
+func (d *wasmbedd) sessions() float64 { return d.metric("wasmbed_gateway_sessions") }
+
+// settle waits until the daemon's store writes stop for three seconds
+// (the controllers caught up), for at most two minutes.
+func (d *wasmbedd) settle(ctx context.Context) error {
+	last, still := d.writes(), 0
+	return waitFor(ctx, 2*time.Minute, func() bool {
+		w := d.writes()
+		if w == last {
+			still++
+		} else {
+			last, still = w, 0
+		}
+		return still >= 12 // polled every 250 ms
+	})
+}
+
+// child is a load process: this binary running hold or mqtt.
+type child struct {
+	cmd    *exec.Cmd
+	online atomic.Int64
+	done   chan struct{}
+}
+
+func startChild(ctx context.Context, self string, args ...string) (*child, error) {
+	cmd := exec.CommandContext(ctx, self, args...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	c := &child{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if v, ok := strings.CutPrefix(sc.Text(), "online="); ok {
+				v, _, _ = strings.Cut(v, " ")
+				n, _ := strconv.ParseInt(v, 10, 64)
+				c.online.Store(n)
+			}
+		}
+	}()
+	return c, nil
+}
+
+func (c *child) stop() {
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	<-c.done
+	c.cmd.Wait()
+}
+
+// runChild runs this binary with args to its end and returns its output.
+func runChild(ctx context.Context, self string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, self, args...)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	return string(out), err
+}
+
+// clockTicks is the kernel's USER_HZ, the unit of /proc/PID/stat times.
+const clockTicks = 100
+
+// cpuTicks is the CPU time (user + system) process pid has used.
+func cpuTicks(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which ends with the last ')'.
+	fields := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	return utime + stime
+}
+
+// rssBytes is process pid's resident set.
+func rssBytes(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+func waitFor(ctx context.Context, limit time.Duration, cond func() bool) error {
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not within %v", limit)
+		}
+		if !sleep(ctx, 250*time.Millisecond) {
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
+	}
+}
+
+// mqttFile is one of the PEM files of the MQTT comparison: ca, server or
+// client (certificate then key).
+func mqttFile(dir, name string) string { return filepath.Join(dir, "mqtt-"+name+".pem") }
+
+// writeMQTTIdentities makes a P-256 CA, a server certificate for
+// 127.0.0.1 and one client certificate that every MQTT client presents.
+func writeMQTTIdentities(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "bench mqtt ca"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	if err := os.WriteFile(mqttFile(dir, "ca"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600); err != nil {
+		return err
+	}
+	for i, leaf := range []struct {
+		name string
+		tmpl *x509.Certificate
+	}{
+		{"server", &x509.Certificate{Subject: pkix.Name{CommonName: "127.0.0.1"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}},
+		{"client", &x509.Certificate{Subject: pkix.Name{CommonName: "bench-client"},
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}},
+	} {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return err
+		}
+		leaf.tmpl.SerialNumber = big.NewInt(int64(2 + i))
+		leaf.tmpl.NotBefore, leaf.tmpl.NotAfter = now.Add(-time.Hour), now.Add(24*time.Hour)
+		leaf.tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+		der, err := x509.CreateCertificate(rand.Reader, leaf.tmpl, ca, &key.PublicKey, caKey)
+		if err != nil {
+			return err
+		}
+		keyDER, err := x509.MarshalECPrivateKey(key)
+		if err != nil {
+			return err
+		}
+		data := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+			pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})...)
+		if err := os.WriteFile(mqttFile(dir, leaf.name), data, 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -91,7 +91,7 @@ func (a *Authority) ProvisionDevice(name string) (certPEM, keyPEM []byte, err er
 	if err != nil {
 		return nil, nil, fmt.Errorf("provision device %s: %w", name, err)
 	}
-	if err := a.saveLocked(); err != nil {
+	if err := a.persistLocked(change{issued: []string{serial}}); err != nil {
 		delete(a.st.Issued, serial)
 		return nil, nil, fmt.Errorf("provision device %s: %w", name, err)
 	}
@@ -129,7 +129,7 @@ func (a *Authority) SignDeviceCSR(name string, csrDER []byte) (certDER []byte, e
 	if err != nil {
 		return nil, fmt.Errorf("sign device csr for %s: %w", name, err)
 	}
-	if err := a.saveLocked(); err != nil {
+	if err := a.persistLocked(change{issued: []string{serial}}); err != nil {
 		delete(a.st.Issued, serial)
 		return nil, fmt.Errorf("sign device csr for %s: %w", name, err)
 	}
@@ -169,6 +169,7 @@ func (a *Authority) issueLocked(name string, pub any) (der []byte, serial string
 		return nil, "", fmt.Errorf("create certificate: %w", err)
 	}
 	a.st.Issued[serial] = &issuedRecord{Device: name, NotAfter: notAfter}
+	a.issuedTo[name] = append(a.issuedTo[name], serial)
 	return der, serial, nil
 }
 

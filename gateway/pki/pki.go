@@ -2,12 +2,17 @@
 // certificates, one-time enrollment tokens and revocation, persisted in a
 // directory.
 //
-// The directory holds three files:
+// The directory holds four files:
 //
 //   - ca.crt: the self-signed ECDSA P-256 CA certificate (PEM, mode 0644);
 //   - ca.key: its private key (PEM, PKCS#8, mode 0600);
 //   - state.json: enrollment token hashes, issued device certificates and
-//     revocations (JSON, mode 0600), rewritten atomically on every change.
+//     revocations (JSON, mode 0600), as of its last compaction;
+//   - state.journal: the records changed since, one JSON line per change
+//     (mode 0600), each appended and synced before the change returns, so
+//     that recording a certificate costs the same whatever the number
+//     issued. Open folds the journal into state.json, and so does a change
+//     once the journal has outgrown the state.
 //
 // Devices authenticate to the gateway with client certificates issued here,
 // either pre-provisioned (ProvisionDevice) or obtained by enrolling with a
@@ -43,9 +48,10 @@ const (
 
 // File names inside the authority directory.
 const (
-	caCertFile = "ca.crt"
-	caKeyFile  = "ca.key"
-	stateFile  = "state.json"
+	caCertFile  = "ca.crt"
+	caKeyFile   = "ca.key"
+	stateFile   = "state.json"
+	journalFile = "state.journal"
 )
 
 // ErrTokenInvalid matches every enrollment token rejection: ErrTokenUnknown,
@@ -110,8 +116,11 @@ type Authority struct {
 
 	tokens TokenStore // nil: tokens are in st
 
-	mu sync.RWMutex
-	st *state // guarded by mu
+	mu           sync.RWMutex
+	st           *state              // guarded by mu
+	issuedTo     map[string][]string // serials issued to each device (some maybe pruned); guarded by mu
+	journalLines int                 // records in the journal; guarded by mu
+	snapshotSize int                 // records in the state file when last written; guarded by mu
 }
 
 // Open loads the authority from dir, creating it on first use: an ECDSA
@@ -152,7 +161,7 @@ func Open(dir string, opt Options) (*Authority, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open pki: %w", err)
 	}
-	st, stExists, err := loadState(a.path(stateFile))
+	st, stExists, err := a.loadState()
 	if err != nil {
 		return nil, fmt.Errorf("open pki: %w", err)
 	}
@@ -174,7 +183,7 @@ func Open(dir string, opt Options) (*Authority, error) {
 		// completes, or a complete authority.
 		st = newState()
 		a.st = st
-		if err := a.saveLocked(); err != nil {
+		if err := a.writeSnapshotLocked(); err != nil {
 			return nil, fmt.Errorf("open pki: %w", err)
 		}
 		if err := a.createCA(certPath, keyPath); err != nil {
@@ -186,9 +195,36 @@ func Open(dir string, opt Options) (*Authority, error) {
 		return nil, fmt.Errorf("open pki: %s exists but %s is missing", keyPath, certPath)
 	}
 	a.st = st
+	if err := a.compact(); err != nil {
+		return nil, fmt.Errorf("open pki: %w", err)
+	}
 	a.pool = x509.NewCertPool()
 	a.pool.AddCert(a.ca)
 	return a, nil
+}
+
+// loadState reads the state file and applies the journal to it; a missing
+// state file reports exists == false.
+func (a *Authority) loadState() (st *state, exists bool, err error) {
+	st, exists, err = loadState(a.path(stateFile))
+	if err != nil || !exists {
+		return st, exists, err
+	}
+	if a.journalLines, err = loadJournal(a.path(journalFile), st); err != nil {
+		return nil, true, err
+	}
+	return st, true, nil
+}
+
+// compact folds a journal left by the last run into the state file, and
+// indexes the state.
+func (a *Authority) compact() error {
+	if a.journalLines > 0 {
+		return a.writeSnapshotLocked()
+	}
+	a.indexLocked()
+	a.snapshotSize = len(a.st.Tokens) + len(a.st.Issued) + len(a.st.Revoked)
+	return nil
 }
 
 // openExternal loads the CA from caDir and the state from a.dir, starting
@@ -197,16 +233,18 @@ func (a *Authority) openExternal(caDir string) (*Authority, error) {
 	if err := a.loadCA(filepath.Join(caDir, caCertFile), filepath.Join(caDir, caKeyFile)); err != nil {
 		return nil, fmt.Errorf("open pki: %w", err)
 	}
-	st, exists, err := loadState(a.path(stateFile))
+	st, exists, err := a.loadState()
 	if err != nil {
 		return nil, fmt.Errorf("open pki: %w", err)
 	}
 	a.st = st
 	if !exists {
 		a.st = newState()
-		if err := a.saveLocked(); err != nil {
+		if err := a.writeSnapshotLocked(); err != nil {
 			return nil, fmt.Errorf("open pki: %w", err)
 		}
+	} else if err := a.compact(); err != nil {
+		return nil, fmt.Errorf("open pki: %w", err)
 	}
 	a.pool = x509.NewCertPool()
 	a.pool.AddCert(a.ca)

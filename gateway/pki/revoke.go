@@ -25,7 +25,7 @@ func (a *Authority) RevokeSerial(serial *big.Int) error {
 		return nil
 	}
 	a.revokeLocked(key, a.now())
-	if err := a.saveLocked(); err != nil {
+	if err := a.persistLocked(change{revoked: []string{key}}); err != nil {
 		delete(a.st.Revoked, key)
 		return fmt.Errorf("revoke certificate %s: %w", key, err)
 	}
@@ -46,19 +46,14 @@ func (a *Authority) RevokeDevice(name string) ([]*big.Int, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	now := a.now()
-	var keys []string
-	for k, r := range a.st.Issued {
-		if r.Device == name && now.Before(r.NotAfter) && a.st.Revoked[k] == nil {
-			keys = append(keys, k)
-		}
-	}
+	keys := a.liveSerialsLocked(name, now)
 	if len(keys) == 0 {
 		return nil, nil
 	}
 	for _, k := range keys {
 		a.revokeLocked(k, now)
 	}
-	if err := a.saveLocked(); err != nil {
+	if err := a.persistLocked(change{revoked: keys}); err != nil {
 		for _, k := range keys {
 			delete(a.st.Revoked, k)
 		}
@@ -131,13 +126,7 @@ func (a *Authority) CheckDevice(leaf *x509.Certificate) (string, error) {
 // Enrolled reports whether device holds a certificate of this authority
 // that is neither expired nor revoked.
 func (a *Authority) Enrolled(device string) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	now := a.now()
-	for k, r := range a.st.Issued {
-		if r.Device == device && now.Before(r.NotAfter) && a.st.Revoked[k] == nil {
-			return true
-		}
-	}
-	return false
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return len(a.liveSerialsLocked(device, a.now())) > 0
 }

@@ -1,10 +1,13 @@
 package pki
 
 import (
+	"bytes"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -169,11 +172,14 @@ func (s *state) prune(now time.Time) {
 	}
 }
 
-// saveLocked prunes the state and writes it atomically. The caller holds a.mu
-// for writing (or owns a not yet published Authority).
-func (a *Authority) saveLocked() error {
+// writeSnapshotLocked prunes the state, writes it whole to the state file
+// atomically and empties the journal, whose records the snapshot now
+// holds. The caller holds a.mu for writing (or owns a not yet published
+// Authority).
+func (a *Authority) writeSnapshotLocked() error {
 	a.st.prune(a.now())
-	data, err := json.Marshal(a.st) // compact: the file is rewritten on every change
+	a.indexLocked()
+	data, err := json.Marshal(a.st)
 	if err != nil {
 		return fmt.Errorf("save state: %w", err)
 	}
@@ -181,7 +187,142 @@ func (a *Authority) saveLocked() error {
 	if err := writeFileAtomic(a.path(stateFile), data, 0o600); err != nil {
 		return fmt.Errorf("save state: %w", err)
 	}
+	if err := os.Remove(a.path(journalFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("save state: %w", err)
+	}
+	a.journalLines = 0
+	a.snapshotSize = len(a.st.Tokens) + len(a.st.Issued) + len(a.st.Revoked)
 	return nil
+}
+
+// change names the records one operation changed, by their state keys.
+type change struct {
+	tokens, issued, revoked []string
+}
+
+// persistLocked makes the records of c durable: one line appended to the
+// journal and synced, so that the cost of a change does not grow with the
+// state. When the journal has grown past the size of the state as last
+// written whole (plus compactAfter), the state is written whole instead:
+// amortised, still O(1) a change. The caller
+// holds a.mu for writing; on error nothing was recorded and the caller
+// undoes its change in memory.
+func (a *Authority) persistLocked(c change) error {
+	if a.journalLines >= compactAfter+a.snapshotSize {
+		return a.writeSnapshotLocked()
+	}
+	rec := &state{Version: stateVersion}
+	for _, k := range c.tokens {
+		if rec.Tokens == nil {
+			rec.Tokens = map[string]*tokenRecord{}
+		}
+		rec.Tokens[k] = a.st.Tokens[k]
+	}
+	for _, k := range c.issued {
+		if rec.Issued == nil {
+			rec.Issued = map[string]*issuedRecord{}
+		}
+		rec.Issued[k] = a.st.Issued[k]
+	}
+	for _, k := range c.revoked {
+		if rec.Revoked == nil {
+			rec.Revoked = map[string]*revokedRecord{}
+		}
+		rec.Revoked[k] = a.st.Revoked[k]
+	}
+	line, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("save state: %w", err)
+	}
+	line = append(line, '\n')
+	if err := appendSynced(a.path(journalFile), line, a.journalLines == 0); err != nil {
+		return fmt.Errorf("save state: %w", err)
+	}
+	a.journalLines++
+	return nil
+}
+
+// appendSynced appends line to the file at path, creating it (and then
+// syncing its directory, when created says so), and syncs it. A failed
+// append is cut off again, so that no half record is left behind.
+func appendSynced(path string, line []byte, created bool) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	end, err := f.Seek(0, io.SeekEnd)
+	if err == nil {
+		if _, err = f.Write(line); err == nil {
+			err = f.Sync()
+		}
+		if err != nil {
+			_ = f.Truncate(end)
+		}
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && created {
+		syncDir(filepath.Dir(path))
+	}
+	return err
+}
+
+// compactAfter is how many journal records beyond the state's size make
+// the next change write the state whole.
+const compactAfter = 1024
+
+// loadJournal applies the journal's records, in order, to st and returns
+// how many there were. A last line without its newline is a record whose
+// append was cut short (its operation never returned): it is dropped.
+func loadJournal(path string, st *state) (int, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("load state: %w", err)
+	}
+	n := 0
+	for len(data) > 0 {
+		line, rest, complete := bytes.Cut(data, []byte{'\n'})
+		if !complete {
+			break
+		}
+		data = rest
+		n++
+		rec := &state{}
+		if err := json.Unmarshal(line, rec); err != nil {
+			return 0, fmt.Errorf("load state %s: corrupt record %d: %w", path, n, err)
+		}
+		if err := rec.validate(); err != nil {
+			return 0, fmt.Errorf("load state %s: corrupt record %d: %w", path, n, err)
+		}
+		maps.Copy(st.Tokens, rec.Tokens)
+		maps.Copy(st.Issued, rec.Issued)
+		maps.Copy(st.Revoked, rec.Revoked)
+	}
+	return n, nil
+}
+
+// indexLocked rebuilds the serials-by-device index from the state.
+func (a *Authority) indexLocked() {
+	a.issuedTo = make(map[string][]string, len(a.st.Issued))
+	for k, r := range a.st.Issued {
+		a.issuedTo[r.Device] = append(a.issuedTo[r.Device], k)
+	}
+}
+
+// liveSerialsLocked returns the serials of device's certificates that are
+// neither expired nor revoked, from the index. The caller holds a.mu.
+func (a *Authority) liveSerialsLocked(device string, now time.Time) []string {
+	var out []string
+	for _, k := range a.issuedTo[device] {
+		if r := a.st.Issued[k]; r != nil && r.Device == device && now.Before(r.NotAfter) && a.st.Revoked[k] == nil {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // tempSuffix ends the names of temporary files so that removeStaleTemps finds
@@ -237,7 +378,7 @@ func syncDir(dir string) {
 // removeStaleTemps deletes temporary files left by an interrupted
 // writeFileAtomic. Failures only leave litter behind and are ignored.
 func removeStaleTemps(dir string) {
-	for _, name := range []string{caCertFile, caKeyFile, stateFile} {
+	for _, name := range []string{caCertFile, caKeyFile, stateFile, journalFile} {
 		matches, _ := filepath.Glob(filepath.Join(dir, "."+name+".*"+tempSuffix))
 		for _, m := range matches {
 			_ = os.Remove(m)

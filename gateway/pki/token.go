@@ -51,7 +51,7 @@ func (a *Authority) CreateToken(device string, ttl time.Duration) (string, error
 	defer a.mu.Unlock()
 	now := a.now().UTC()
 	a.st.Tokens[h] = &tokenRecord{Device: device, Created: now, ExpiresAt: now.Add(ttl)}
-	if err := a.saveLocked(); err != nil {
+	if err := a.persistLocked(change{tokens: []string{h}}); err != nil {
 		delete(a.st.Tokens, h)
 		return "", fmt.Errorf("create token for %s: %w", device, err)
 	}
@@ -105,7 +105,7 @@ func (a *Authority) Enroll(token string, csrDER []byte) (device string, certDER 
 		return "", nil, fmt.Errorf("enroll device %s: %w", rec.Device, err)
 	}
 	rec.UsedAt = now.UTC()
-	if err := a.saveLocked(); err != nil {
+	if err := a.persistLocked(change{tokens: []string{h}, issued: []string{serial}}); err != nil {
 		rec.UsedAt = time.Time{}
 		delete(a.st.Issued, serial)
 		return "", nil, fmt.Errorf("enroll device %s: %w", rec.Device, err)
@@ -191,7 +191,7 @@ func (a *Authority) enrollShared(h string, csr *x509.CertificateRequest, csrErr 
 	if err != nil {
 		return "", nil, fmt.Errorf("enroll device %s: %w", rec.Device, err)
 	}
-	if err := a.saveLocked(); err != nil {
+	if err := a.persistLocked(change{issued: []string{serial}}); err != nil {
 		delete(a.st.Issued, serial)
 		return "", nil, fmt.Errorf("enroll device %s: %w", rec.Device, err)
 	}

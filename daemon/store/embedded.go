@@ -56,13 +56,18 @@ type Embedded struct {
 	modules     *fileModules
 	watchBuffer int
 
-	// mu orders the writes and the watches: it is held from taking the
-	// next revision through the bbolt commit and the fan-out of the
-	// event, and while a new watch reads its snapshot and registers, so
-	// every watcher sees exactly the commits after its snapshot, in order.
+	// mu orders what writes publish and the watches: a commit publishes
+	// its event (and updates the read path) under mu once every earlier
+	// revision has, and a new watch reads its snapshot and registers
+	// under mu, so every watcher sees exactly the commits after its
+	// snapshot, in order. The bbolt transactions themselves run outside
+	// mu, several writes to one (commits).
 	mu     sync.Mutex
-	rev    uint64 // last committed revision; guarded by mu
-	closed bool   // guarded by mu
+	rev    uint64    // last published revision; guarded by mu
+	turn   sync.Cond // on mu: signalled when rev moves
+	closed bool      // guarded by mu
+
+	commits groupCommit
 
 	devices      *resource[*v1alpha1.Device]
 	applications *resource[*v1alpha1.Application]
@@ -94,7 +99,9 @@ func OpenEmbedded(dir string) (*Embedded, error) {
 		db:          db,
 		modules:     modules,
 		watchBuffer: defaultWatchBuffer,
+		commits:     groupCommit{db: db},
 	}
+	e.turn.L = &e.mu
 	e.devices = newResource(e, "devices", v1alpha1.KindDevice, func() *v1alpha1.Device { return new(v1alpha1.Device) })
 	e.applications = newResource(e, "applications", v1alpha1.KindApplication, func() *v1alpha1.Application { return new(v1alpha1.Application) })
 	e.gateways = newResource(e, "gateways", v1alpha1.KindGateway, func() *v1alpha1.Gateway { return new(v1alpha1.Gateway) })

@@ -281,26 +281,33 @@ func (r *resource[T]) Delete(ctx context.Context, name string) error {
 	return err
 }
 
-// commit runs write in one bbolt transaction with the next revision and,
+// commit runs write in a bbolt transaction with the next revision and,
 // once it has committed, publishes the event write returns (its type and
-// the object's new JSON) and returns the object. write returns errors
-// that wrap a sentinel already named for the object (see errorf); other
-// errors are wrapped here with op, kind and name.
+// the object's new JSON) and returns the object. Concurrent commits share
+// transactions (groupCommit) and are published in revision order. write
+// returns errors that wrap a sentinel already named for the object (see
+// errorf); other errors are wrapped here with op, kind and name. write may
+// run more than once and must derive everything from its transaction.
 func (r *resource[T]) commit(op, name string, write func(b *bolt.Bucket, rev uint64) (EventType, []byte, error)) (T, error) {
 	var zero T
 	e := r.e
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.closed {
+	closed := e.closed
+	e.mu.Unlock()
+	if closed {
 		return zero, fmt.Errorf("%s %s %q: %w", op, r.noun, name, errClosed)
 	}
-	rev := e.rev + 1
 	var (
+		rev  uint64
 		typ  EventType
 		data []byte
 	)
-	err := e.db.Update(func(tx *bolt.Tx) error {
-		var err error
+	err := e.commits.update(func(tx *bolt.Tx) error {
+		last, err := readRevision(tx)
+		if err != nil {
+			return err
+		}
+		rev = last + 1
 		typ, data, err = write(tx.Bucket(r.bucket), rev)
 		if err != nil {
 			return err
@@ -308,10 +315,20 @@ func (r *resource[T]) commit(op, name string, write func(b *bolt.Bucket, rev uin
 		return writeRevision(tx, rev)
 	})
 	if err != nil {
+		if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+			err = errClosed
+		}
 		return zero, r.wrap(op, name, err)
 	}
-	e.rev = rev
 	obj, err := r.decode(data)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	// Publish in revision order: wait for the commits before this one.
+	for e.rev != rev-1 {
+		e.turn.Wait()
+	}
+	e.rev = rev
+	e.turn.Broadcast()
 	if err != nil {
 		// Unreachable: data was just encoded from a T.
 		return zero, fmt.Errorf("%s %s %q: %w", op, r.noun, name, err)

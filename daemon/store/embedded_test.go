@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -355,6 +356,28 @@ func BenchmarkUpdateStatus(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkUpdateStatusParallel writes the statuses of 64 devices from
+// 64 goroutines at once: the writes share transactions and syncs.
+func BenchmarkUpdateStatusParallel(b *testing.B) {
+	s := openTest(b)
+	ctx := b.Context()
+	var next atomic.Int64
+	b.SetParallelism(32) // 64 writers on 2 cores
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		cur, err := s.Devices().Create(ctx, deviceCase.newObj(fmt.Sprintf("dev-%d", next.Add(1))))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for pb.Next() {
+			cur.Status.AppCount++
+			if cur, err = s.Devices().UpdateStatus(ctx, cur); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
 
 func BenchmarkGet(b *testing.B) {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -176,11 +177,8 @@ func (r *resource[T]) Create(ctx context.Context, obj T) (T, error) {
 			return "", nil, r.errorf(name, ErrAlreadyExists)
 		}
 		fresh.SetResourceVersion(strconv.FormatUint(rev, 10))
-		data, err := json.Marshal(fresh)
-		if err != nil {
-			return "", nil, fmt.Errorf("encode: %w", err)
-		}
-		return Added, data, b.Put([]byte(name), data)
+		data, err := r.put(b, fresh)
+		return Added, data, err
 	})
 }
 
@@ -194,22 +192,32 @@ func (r *resource[T]) UpdateStatus(ctx context.Context, obj T) (T, error) {
 	return r.replace(ctx, "update status", "status", obj)
 }
 
-// replace writes obj's top-level field part ("spec" or "status") over the
-// stored object, when obj's resourceVersion is the stored one. For "spec",
+// replace writes obj's part ("spec" or "status") over the stored
+// object, when obj's resourceVersion is the stored one. For "spec",
 // labels and annotations are taken from obj too, and the generation goes
-// up when the spec's JSON differs from the stored one.
+// up when the spec's JSON differs from the stored one. The parts are
+// swapped as struct fields (every v1alpha1 root type has Spec and
+// Status), so a status write costs one decode and one encode.
 func (r *resource[T]) replace(ctx context.Context, op, part string, obj T) (T, error) {
 	var zero T
 	name := obj.GetName()
 	if err := ctx.Err(); err != nil {
 		return zero, fmt.Errorf("%s %s %q: %w", op, r.noun, name, err)
 	}
-	in, err := toFields(obj)
-	if err != nil {
-		return zero, fmt.Errorf("%s %s %q: %w", op, r.noun, name, err)
+	in := obj.DeepCopyObject().(T) // nothing of the caller's is kept
+	field := "Status"
+	if part == "spec" {
+		field = "Spec"
 	}
-	inRV := obj.GetResourceVersion()
-	labels, annotations := obj.GetLabels(), obj.GetAnnotations()
+	inPart := partOf(in, field)
+	var inJSON []byte
+	if part == "spec" {
+		var err error
+		if inJSON, err = json.Marshal(inPart.Interface()); err != nil {
+			return zero, fmt.Errorf("%s %s %q: encode: %w", op, r.noun, name, err)
+		}
+	}
+	inRV := in.GetResourceVersion()
 
 	return r.commit(op, name, func(b *bolt.Bucket, rev uint64) (EventType, []byte, error) {
 		raw := b.Get([]byte(name))
@@ -223,37 +231,38 @@ func (r *resource[T]) replace(ctx context.Context, op, part string, obj T) (T, e
 		if inRV == "" || inRV != stored.GetResourceVersion() {
 			return "", nil, r.errorf(name, ErrConflict)
 		}
-		old, err := toFields(stored)
-		if err != nil {
-			return "", nil, err
-		}
 		if part == "spec" {
-			if !bytes.Equal(old["spec"], in["spec"]) {
+			old, err := json.Marshal(partOf(stored, field).Interface())
+			if err != nil {
+				return "", nil, fmt.Errorf("encode: %w", err)
+			}
+			if !bytes.Equal(old, inJSON) {
 				stored.SetGeneration(stored.GetGeneration() + 1)
 			}
-			stored.SetLabels(labels)
-			stored.SetAnnotations(annotations)
+			stored.SetLabels(in.GetLabels())
+			stored.SetAnnotations(in.GetAnnotations())
 		}
+		// in is this commit's own copy, but the write may run again:
+		// each run takes a fresh copy of the part.
+		partOf(stored, field).Set(partOf(in.DeepCopyObject().(T), field))
 		stored.SetResourceVersion(strconv.FormatUint(rev, 10))
-		fields, err := toFields(stored)
-		if err != nil {
-			return "", nil, err
-		}
-		if v, ok := in[part]; ok {
-			fields[part] = v
-		} else {
-			delete(fields, part)
-		}
-		next, err := r.fromFields(fields)
-		if err != nil {
-			return "", nil, err
-		}
-		data, err := json.Marshal(next)
-		if err != nil {
-			return "", nil, fmt.Errorf("encode: %w", err)
-		}
-		return Modified, data, b.Put([]byte(name), data)
+		data, err := r.put(b, stored)
+		return Modified, data, err
 	})
+}
+
+// partOf is obj's Spec or Status field, settable.
+func partOf(obj any, field string) reflect.Value {
+	return reflect.ValueOf(obj).Elem().FieldByName(field)
+}
+
+// put stores obj's JSON under its name and returns it.
+func (r *resource[T]) put(b *bolt.Bucket, obj T) ([]byte, error) {
+	data, err := json.Marshal(obj)
+	if err != nil {
+		return nil, fmt.Errorf("encode: %w", err)
+	}
+	return data, b.Put([]byte(obj.GetName()), data)
 }
 
 // Delete removes the named object. Watchers get its last stored state
@@ -320,7 +329,9 @@ func (r *resource[T]) commit(op, name string, write func(b *bolt.Bucket, rev uin
 		}
 		return zero, r.wrap(op, name, err)
 	}
-	obj, err := r.decode(data)
+	// What is returned, published and read is what was stored, as JSON
+	// has it (times to the second).
+	obj, decodeErr := r.decode(data)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	// Publish in revision order: wait for the commits before this one.
@@ -329,9 +340,9 @@ func (r *resource[T]) commit(op, name string, write func(b *bolt.Bucket, rev uin
 	}
 	e.rev = rev
 	e.turn.Broadcast()
-	if err != nil {
+	if decodeErr != nil {
 		// Unreachable: data was just encoded from a T.
-		return zero, fmt.Errorf("%s %s %q: %w", op, r.noun, name, err)
+		return zero, fmt.Errorf("%s %s %q: %w", op, r.noun, name, decodeErr)
 	}
 	r.publishLocked(typ, obj)
 	r.cacheLocked(typ, obj.DeepCopyObject().(T))

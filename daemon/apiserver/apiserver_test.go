@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -1125,5 +1126,62 @@ func TestSessionCommands(t *testing.T) {
 	wantAPIError(t, "a deploy of a module never uploaded", err, api.ReasonInvalid, http.StatusUnprocessableEntity)
 	if status, ae := h.raw(t, http.MethodPost, api.Prefix+"/devices/d1/session/start", "application/json", []byte(`{"app":"a","extra":1}`)); status != http.StatusBadRequest || ae.Reason != api.ReasonBadRequest {
 		t.Errorf("unknown field: %d %+v, want 400 BadRequest", status, ae)
+	}
+}
+
+// TestPages lists devices a page at a time through the typed client: the
+// pages hold every device once, the last has no continue token; the
+// client's whole-list call reads past its page size; a bad limit or
+// continue token is a 400 naming the parameter.
+func TestPages(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	const n = client.PageSize + 3
+	for i := range n {
+		labels := map[string]string{"half": "first"}
+		if i >= n/2 {
+			labels["half"] = "second"
+		}
+		if _, err := h.c.CreateDevice(ctx, device(fmt.Sprintf("pg-%04d", i), "mps2-an385", labels)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var names []string
+	opts := client.ListOptions{Limit: 200, Selector: "half=second"}
+	pages := 0
+	for {
+		p, err := h.c.ListDevicesPage(ctx, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		for _, d := range p.Items {
+			names = append(names, d.Name)
+		}
+		if p.Continue == "" {
+			break
+		}
+		opts.Continue = p.Continue
+	}
+	if want := n - n/2; len(names) != want || pages != (want+199)/200 || !slices.IsSorted(names) || names[0] != fmt.Sprintf("pg-%04d", n/2) {
+		t.Errorf("pages of half=second: %d devices in %d pages (sorted %v, first %s), want %d in %d",
+			len(names), pages, slices.IsSorted(names), names[0], want, (want+199)/200)
+	}
+	all, err := h.c.ListDevices(ctx, "")
+	if err != nil || len(all.Items) != n || all.Continue != "" {
+		t.Errorf("ListDevices = %d devices, continue %q, %v; want %d", len(all.Items), all.Continue, err, n)
+	}
+	for _, tc := range []struct {
+		opts  client.ListOptions
+		field string
+	}{
+		{client.ListOptions{Limit: 20000}, "limit"},
+		{client.ListOptions{Limit: 2, Continue: "%%%"}, "continue"},
+	} {
+		_, err := h.c.ListDevicesPage(ctx, tc.opts)
+		var ae *api.Error
+		if !errors.As(err, &ae) || ae.Status != http.StatusBadRequest || ae.Field != tc.field {
+			t.Errorf("ListDevicesPage(%+v) = %v, want a 400 on %s", tc.opts, err, tc.field)
+		}
 	}
 }

@@ -11,16 +11,14 @@ import (
 )
 
 func (s *server) listApplications(w http.ResponseWriter, r *http.Request) error {
-	sel, err := selectorParam(r)
+	page, err := listPage(r, s.d.Store.Applications(), v1alpha1.KindApplication)
 	if err != nil {
 		return err
 	}
-	apps, err := listMatching(r.Context(), s.d.Store.Applications(), v1alpha1.KindApplication, sel)
-	if err != nil {
-		return err
-	}
+	apps := page.Items
 	list := &v1alpha1.ApplicationList{Items: make([]v1alpha1.Application, 0, len(apps))}
 	list.APIVersion, list.Kind = v1alpha1.GroupVersion.String(), "ApplicationList"
+	list.Continue = page.Continue
 	for _, a := range apps {
 		list.Items = append(list.Items, *a)
 	}

@@ -9,16 +9,14 @@ import (
 )
 
 func (s *server) listDevices(w http.ResponseWriter, r *http.Request) error {
-	sel, err := selectorParam(r)
+	page, err := listPage(r, s.d.Store.Devices(), v1alpha1.KindDevice)
 	if err != nil {
 		return err
 	}
-	devs, err := listMatching(r.Context(), s.d.Store.Devices(), v1alpha1.KindDevice, sel)
-	if err != nil {
-		return err
-	}
+	devs := page.Items
 	list := &v1alpha1.DeviceList{Items: make([]v1alpha1.Device, 0, len(devs))}
 	list.APIVersion, list.Kind = v1alpha1.GroupVersion.String(), "DeviceList"
+	list.Continue = page.Continue
 	for _, d := range devs {
 		list.Items = append(list.Items, *withLive(s.d.Live, d))
 	}

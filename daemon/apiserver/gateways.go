@@ -7,16 +7,14 @@ import (
 )
 
 func (s *server) listGateways(w http.ResponseWriter, r *http.Request) error {
-	sel, err := selectorParam(r)
+	page, err := listPage(r, s.d.Store.Gateways(), v1alpha1.KindGateway)
 	if err != nil {
 		return err
 	}
-	gws, err := listMatching(r.Context(), s.d.Store.Gateways(), v1alpha1.KindGateway, sel)
-	if err != nil {
-		return err
-	}
+	gws := page.Items
 	list := &v1alpha1.GatewayList{Items: make([]v1alpha1.Gateway, 0, len(gws))}
 	list.APIVersion, list.Kind = v1alpha1.GroupVersion.String(), "GatewayList"
+	list.Continue = page.Continue
 	for _, g := range gws {
 		list.Items = append(list.Items, *g)
 	}

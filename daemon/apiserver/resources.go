@@ -3,7 +3,10 @@ package apiserver
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"net/http"
+	"strconv"
+	"time"
 
 	"k8s.io/apimachinery/pkg/labels"
 
@@ -20,34 +23,46 @@ type deleted struct {
 	Status string `json:"status"`
 }
 
-// selectorParam parses the optional ?labelSelector= of a list route.
-func selectorParam(r *http.Request) (labels.Selector, error) {
-	q := r.URL.Query().Get("labelSelector")
-	if q == "" {
-		return labels.Everything(), nil
-	}
-	sel, err := labels.Parse(q)
-	if err != nil {
-		return nil, badRequestf("labelSelector", "labelSelector %s: %v", quoteShort(q), err)
-	}
-	return sel, nil
-}
+// maxPageLimit is the largest ?limit= a list route takes.
+const maxPageLimit = 10000
 
-// listMatching lists res, keeping the objects sel matches, each stamped
-// with its apiVersion and kind.
-func listMatching[T store.Object](ctx context.Context, res store.Resource[T], kind string, sel labels.Selector) ([]T, error) {
-	all, err := res.List(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := all[:0]
-	for _, obj := range all {
-		if sel.Matches(labels.Set(obj.GetLabels())) {
-			stamp(obj, kind)
-			out = append(out, obj)
+// listParams parses a list route's ?labelSelector=, ?limit= (0 or absent:
+// every object) and ?continue= (the continue of the page before).
+func listParams(r *http.Request) (store.ListOptions, error) {
+	q := r.URL.Query()
+	var opts store.ListOptions
+	if sel := q.Get("labelSelector"); sel != "" {
+		var err error
+		if opts.Selector, err = labels.Parse(sel); err != nil {
+			return opts, badRequestf("labelSelector", "labelSelector %s: %v", quoteShort(sel), err)
 		}
 	}
-	return out, nil
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 0 || n > maxPageLimit {
+			return opts, badRequestf("limit", "limit %s is not a number from 0 to %d", quoteShort(l), maxPageLimit)
+		}
+		opts.Limit = n
+	}
+	opts.Continue = q.Get("continue")
+	return opts, nil
+}
+
+// listPage lists the page of res the request asks for, each object
+// stamped with its apiVersion and kind.
+func listPage[T store.Object](r *http.Request, res store.Resource[T], kind string) (store.Page[T], error) {
+	opts, err := listParams(r)
+	if err != nil {
+		return store.Page[T]{}, err
+	}
+	p, err := res.ListPage(r.Context(), opts)
+	if errors.Is(err, store.ErrInvalidContinue) {
+		return p, badRequestf("continue", "continue %s was not given by a list: start the list again without it", quoteShort(opts.Continue))
+	}
+	for _, obj := range p.Items {
+		stamp(obj, kind)
+	}
+	return p, err
 }
 
 // stamp sets obj's apiVersion and kind, which the wire always carries.
@@ -63,7 +78,13 @@ func stamp[T store.Object](obj T, kind string) T {
 // returned as it is.
 func modify[T store.Object](ctx context.Context, res store.Resource[T], kind, noun, name string, change func(T) (bool, error)) (T, error) {
 	var zero T
-	for range maxUpdateRetries {
+	for attempt := range maxUpdateRetries {
+		if attempt > 0 {
+			// Writers that met are spread apart, so that they do not meet
+			// again at once (a read may not see a write that has committed
+			// but is not published yet).
+			time.Sleep(rand.N(time.Duration(attempt) * time.Millisecond))
+		}
 		obj, err := res.Get(ctx, name)
 		if err != nil {
 			return zero, storeError(noun, name, err)

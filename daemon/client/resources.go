@@ -8,26 +8,80 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"wasmbed.io/wasmbed/crds/v1alpha1"
 	"wasmbed.io/wasmbed/daemon/api"
 )
 
-// selectorQuery is the query of a list: ?labelSelector= when selector is
-// not empty. selector has the Kubernetes syntax, e.g. "room=lab,tier!=edge".
-func selectorQuery(selector string) url.Values {
-	if selector == "" {
-		return nil
-	}
-	return url.Values{"labelSelector": {selector}}
+// ListOptions ask for one page of a list (the list routes' ?labelSelector=,
+// ?limit= and ?continue=).
+type ListOptions struct {
+	// Selector is a Kubernetes label selector, e.g. "room=lab,tier!=edge";
+	// "" for every object.
+	Selector string
+	// Limit is the most objects on the page; 0 for all of them.
+	Limit int
+	// Continue is the list's metadata.continue of the page before; "" for
+	// the first page.
+	Continue string
 }
 
-// ListDevices returns the devices whose labels match selector ("" for
-// all), sorted by name (GET /api/v1/devices).
+func (o ListOptions) query() url.Values {
+	q := url.Values{}
+	if o.Selector != "" {
+		q.Set("labelSelector", o.Selector)
+	}
+	if o.Limit > 0 {
+		q.Set("limit", strconv.Itoa(o.Limit))
+	}
+	if o.Continue != "" {
+		q.Set("continue", o.Continue)
+	}
+	return q
+}
+
+// PageSize is the page the List methods read whole lists by.
+const PageSize = 500
+
+// listAll reads every page of a list, PageSize objects at a time, into
+// one list; parts gives a list's items and metadata.
+func listAll[L, T any](ctx context.Context, selector string, page func(context.Context, ListOptions) (*L, error), parts func(*L) (*[]T, *metav1.ListMeta)) (*L, error) {
+	opts := ListOptions{Selector: selector, Limit: PageSize}
+	var all *L
+	for {
+		p, err := page(ctx, opts)
+		if err != nil {
+			return nil, err
+		}
+		items, meta := parts(p)
+		if all == nil {
+			all = p
+		} else {
+			allItems, _ := parts(all)
+			*allItems = append(*allItems, *items...)
+		}
+		if opts.Continue = meta.Continue; opts.Continue == "" {
+			return all, nil
+		}
+		_, allMeta := parts(all)
+		allMeta.Continue = ""
+	}
+}
+
+// ListDevices returns every device whose labels match selector ("" for
+// all), sorted by name, read a page at a time (GET /api/v1/devices).
 func (c *Client) ListDevices(ctx context.Context, selector string) (*v1alpha1.DeviceList, error) {
+	return listAll(ctx, selector, c.ListDevicesPage, func(l *v1alpha1.DeviceList) (*[]v1alpha1.Device, *metav1.ListMeta) { return &l.Items, &l.ListMeta })
+}
+
+// ListDevicesPage returns one page of devices (GET /api/v1/devices).
+func (c *Client) ListDevicesPage(ctx context.Context, opts ListOptions) (*v1alpha1.DeviceList, error) {
 	list := new(v1alpha1.DeviceList)
-	err := c.do(ctx, request{op: "list devices", method: http.MethodGet, path: api.Prefix + "/devices", query: selectorQuery(selector)}, list)
+	err := c.do(ctx, request{op: "list devices", method: http.MethodGet, path: api.Prefix + "/devices", query: opts.query()}, list)
 	return list, err
 }
 
@@ -117,11 +171,20 @@ func (c *Client) SendConsole(ctx context.Context, device string, input []byte) e
 	}, nil)
 }
 
-// ListApplications returns the applications whose labels match selector
-// ("" for all), sorted by name (GET /api/v1/applications).
+// ListApplications returns every application whose labels match
+// selector ("" for all), sorted by name, read a page at a time (GET
+// /api/v1/applications).
 func (c *Client) ListApplications(ctx context.Context, selector string) (*v1alpha1.ApplicationList, error) {
+	return listAll(ctx, selector, c.ListApplicationsPage, func(l *v1alpha1.ApplicationList) (*[]v1alpha1.Application, *metav1.ListMeta) {
+		return &l.Items, &l.ListMeta
+	})
+}
+
+// ListApplicationsPage returns one page of applications (GET
+// /api/v1/applications).
+func (c *Client) ListApplicationsPage(ctx context.Context, opts ListOptions) (*v1alpha1.ApplicationList, error) {
 	list := new(v1alpha1.ApplicationList)
-	err := c.do(ctx, request{op: "list applications", method: http.MethodGet, path: api.Prefix + "/applications", query: selectorQuery(selector)}, list)
+	err := c.do(ctx, request{op: "list applications", method: http.MethodGet, path: api.Prefix + "/applications", query: opts.query()}, list)
 	return list, err
 }
 
@@ -189,11 +252,16 @@ func (c *Client) RollbackApplication(ctx context.Context, name string) (*v1alpha
 	return c.appAction(ctx, name, "rollback")
 }
 
-// ListGateways returns the gateways whose labels match selector ("" for
-// all), sorted by name (GET /api/v1/gateways).
+// ListGateways returns every gateway whose labels match selector (""
+// for all), sorted by name, read a page at a time (GET /api/v1/gateways).
 func (c *Client) ListGateways(ctx context.Context, selector string) (*v1alpha1.GatewayList, error) {
+	return listAll(ctx, selector, c.ListGatewaysPage, func(l *v1alpha1.GatewayList) (*[]v1alpha1.Gateway, *metav1.ListMeta) { return &l.Items, &l.ListMeta })
+}
+
+// ListGatewaysPage returns one page of gateways (GET /api/v1/gateways).
+func (c *Client) ListGatewaysPage(ctx context.Context, opts ListOptions) (*v1alpha1.GatewayList, error) {
 	list := new(v1alpha1.GatewayList)
-	err := c.do(ctx, request{op: "list gateways", method: http.MethodGet, path: api.Prefix + "/gateways", query: selectorQuery(selector)}, list)
+	err := c.do(ctx, request{op: "list gateways", method: http.MethodGet, path: api.Prefix + "/gateways", query: opts.query()}, list)
 	return list, err
 }
 

@@ -14,6 +14,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 
 	"wasmbed.io/wasmbed/crds/v1alpha1"
 	"wasmbed.io/wasmbed/gateway/pki"
@@ -127,6 +128,40 @@ func (r *resource[T]) List(ctx context.Context) ([]T, error) {
 		return nil, fmt.Errorf("list %ss: %w", r.noun, err)
 	}
 	return r.copies(), nil
+}
+
+// ListPage returns one page of the objects opts selects: it copies only
+// the objects on the page.
+func (r *resource[T]) ListPage(ctx context.Context, opts ListOptions) (Page[T], error) {
+	if err := ctx.Err(); err != nil {
+		return Page[T]{}, fmt.Errorf("list %ss: %w", r.noun, err)
+	}
+	after := ""
+	if opts.Continue != "" {
+		var err error
+		if after, err = continueAfter(opts.Continue); err != nil {
+			return Page[T]{}, fmt.Errorf("list %ss: %w", r.noun, err)
+		}
+	}
+	r.omu.RLock()
+	defer r.omu.RUnlock()
+	start, found := slices.BinarySearch(r.names, after)
+	if found {
+		start++
+	}
+	var p Page[T]
+	for _, n := range r.names[start:] {
+		o := r.objs[n]
+		if opts.Selector != nil && !opts.Selector.Matches(labels.Set(o.GetLabels())) {
+			continue
+		}
+		if opts.Limit > 0 && len(p.Items) == opts.Limit {
+			p.Continue = continueToken(p.Items[len(p.Items)-1].GetName())
+			break
+		}
+		p.Items = append(p.Items, o.DeepCopyObject().(T))
+	}
+	return p, nil
 }
 
 // all decodes every object in the bucket, in key (that is, name) order.

@@ -55,6 +55,9 @@ type Resource[T Object] interface {
 	Get(ctx context.Context, name string) (T, error)
 	// List returns every object sorted by name.
 	List(ctx context.Context) ([]T, error)
+	// ListPage returns one page of the objects opts selects, sorted by
+	// name (ErrInvalidContinue for a token no page gave).
+	ListPage(ctx context.Context, opts ListOptions) (Page[T], error)
 	// Create stores a new object: it sets uid, resourceVersion, generation 1
 	// and creationTimestamp, and ignores any status (ErrAlreadyExists when
 	// the name is taken).

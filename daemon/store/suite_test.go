@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/labels"
+
 	"wasmbed.io/wasmbed/crds/v1alpha1"
 )
 
@@ -107,6 +109,7 @@ func runStoreSuite(t *testing.T, open func(t *testing.T) Store, load suiteLoad) 
 	t.Run("lifecycle/application", func(t *testing.T) { suiteLifecycle(t, open(t), suiteApplication) })
 	t.Run("lifecycle/gateway", func(t *testing.T) { suiteLifecycle(t, open(t), suiteGateway) })
 	t.Run("invalid-name", func(t *testing.T) { suiteInvalidName(t, open(t)) })
+	t.Run("pages", func(t *testing.T) { suitePages(t, open(t)) })
 	t.Run("watch-order", func(t *testing.T) { suiteWatchOrder(t, open(t)) })
 	t.Run("watch-cancel", func(t *testing.T) { suiteWatchCancel(t, open(t)) })
 	t.Run("close", func(t *testing.T) { suiteClose(t, open(t)) })
@@ -551,4 +554,56 @@ func suiteConcurrentUpdates(t *testing.T, s Store, load suiteLoad) {
 			workers*perWorker, got.Spec.Capacity, got.Generation, workers*perWorker, workers*perWorker+1)
 	}
 	t.Logf("%d conflicts retried", conflicts)
+}
+
+// suitePages lists devices a page at a time, with and without a label
+// selector: every device once, in name order, the last page without a
+// continue token; a token from elsewhere is refused.
+func suitePages(t *testing.T, s Store) {
+	ctx := context.Background()
+	res := s.Devices()
+	var all, even []string
+	for i := range 7 {
+		name := fmt.Sprintf("p-%d", i)
+		d := suiteDevice.newObj(name)
+		d.Labels = map[string]string{"parity": []string{"even", "odd"}[i%2]}
+		if _, err := res.Create(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, name)
+		if i%2 == 0 {
+			even = append(even, name)
+		}
+	}
+	pages := func(opts ListOptions) (names []string, n int) {
+		t.Helper()
+		for {
+			p, err := res.ListPage(ctx, opts)
+			if err != nil {
+				t.Fatalf("ListPage(%+v) = %v", opts, err)
+			}
+			n++
+			if len(p.Items) > opts.Limit {
+				t.Errorf("a page of %d items under limit %d", len(p.Items), opts.Limit)
+			}
+			names = append(names, objectNames(p.Items)...)
+			if p.Continue == "" {
+				return names, n
+			}
+			opts.Continue = p.Continue
+		}
+	}
+	if got, n := pages(ListOptions{Limit: 3}); !slices.Equal(got, all) || n != 3 {
+		t.Errorf("pages of 3 = %v in %d pages, want %v in 3", got, n, all)
+	}
+	sel, _ := labels.Parse("parity=even")
+	if got, n := pages(ListOptions{Limit: 2, Selector: sel}); !slices.Equal(got, even) || n != 2 {
+		t.Errorf("pages of 2 of parity=even = %v in %d pages, want %v in 2", got, n, even)
+	}
+	if p, err := res.ListPage(ctx, ListOptions{}); err != nil || len(p.Items) != len(all) || p.Continue != "" {
+		t.Errorf("ListPage without a limit = %d items, continue %q, %v; want all %d, none", len(p.Items), p.Continue, err, len(all))
+	}
+	if _, err := res.ListPage(ctx, ListOptions{Limit: 2, Continue: "!not a token!"}); !errors.Is(err, ErrInvalidContinue) {
+		t.Errorf("ListPage with a bad continue token = %v, want ErrInvalidContinue", err)
+	}
 }

@@ -1,0 +1,72 @@
+package store
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"unicode/utf8"
+
+	"k8s.io/apimachinery/pkg/labels"
+)
+
+// ListOptions select one page of a list, in the manner of Kubernetes'
+// limit and continue.
+type ListOptions struct {
+	Selector labels.Selector // nil: every object
+	Limit    int             // most objects on the page; 0: no limit
+	Continue string          // the Continue of the page before; "": from the start
+}
+
+// Page is one page of a list, sorted by name.
+type Page[T Object] struct {
+	Items []T
+	// Continue asks for the next page; "" on the last one. Pages are not
+	// one snapshot: an object created or deleted between two pages is
+	// seen or not according to its name, and none is seen twice.
+	Continue string
+}
+
+// ErrInvalidContinue: a continue token that no list of this store gave.
+var ErrInvalidContinue = errors.New("invalid continue token")
+
+// continueToken is the token of a page that ended with name: opaque to
+// clients, the name in base64url.
+func continueToken(name string) string { return base64.RawURLEncoding.EncodeToString([]byte(name)) }
+
+// continueAfter is the name a token continues after.
+func continueAfter(token string) (string, error) {
+	b, err := base64.RawURLEncoding.DecodeString(token)
+	if err != nil || len(b) == 0 || !utf8.Valid(b) {
+		return "", fmt.Errorf("%w: start the list again without it", ErrInvalidContinue)
+	}
+	return string(b), nil
+}
+
+// pageOf cuts the page opts asks for out of objects sorted by name.
+func pageOf[T Object](sorted []T, opts ListOptions) (Page[T], error) {
+	start := 0
+	if opts.Continue != "" {
+		after, err := continueAfter(opts.Continue)
+		if err != nil {
+			return Page[T]{}, err
+		}
+		start, _ = slices.BinarySearchFunc(sorted, after, func(o T, name string) int { return strings.Compare(o.GetName(), name) })
+		if start < len(sorted) && sorted[start].GetName() == after {
+			start++
+		}
+	}
+	var p Page[T]
+	for _, o := range sorted[start:] {
+		if opts.Selector != nil && !opts.Selector.Matches(labels.Set(o.GetLabels())) {
+			continue
+		}
+		if opts.Limit > 0 && len(p.Items) == opts.Limit {
+			p.Continue = continueToken(p.Items[len(p.Items)-1].GetName())
+			break
+		}
+		p.Items = append(p.Items, o)
+	}
+	return p, nil
+}

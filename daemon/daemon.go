@@ -125,13 +125,15 @@ func (c *Config) defaults() error {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if c.Token == "" && !isLoopback(c.APIListen) {
+	if c.Token == "" && !IsLoopback(c.APIListen) {
 		return fmt.Errorf("the API listens on %s, beyond loopback: give it a bearer token (--token-file)", c.APIListen)
 	}
 	return nil
 }
 
-func isLoopback(addr string) bool {
+// IsLoopback reports whether the listen address addr (host:port) is on
+// loopback (127.0.0.0/8, ::1 or localhost).
+func IsLoopback(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return false

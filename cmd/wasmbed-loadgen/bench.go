@@ -14,17 +14,20 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"wasmbed.io/wasmbed/daemon/client"
+	"wasmbed.io/wasmbed/firmware/loadgen"
 )
 
 type benchFlags struct {
@@ -43,6 +46,9 @@ type figures struct {
 	rssPerSession           float64 // bytes
 	rss                     float64 // bytes with every session up
 	mqttCPU, mqttPerSession float64
+	getP50, getP99, pageP99 time.Duration // API latency, open loop
+	storm                   time.Duration // from kill -9 to every device back
+	stormP99, stormMax      time.Duration // GET one device meanwhile
 }
 
 // bench runs the fleet scenarios at each size, runs times, and prints the
@@ -80,8 +86,8 @@ func bench(ctx context.Context, b benchFlags, out, logw io.Writer) error {
 			os.RemoveAll(dir)
 		}
 	}
-	fmt.Fprintf(out, "| devices | enroll/s first 1,000 | enroll/s last 1,000 | all online after | store writes/s idle | daemon CPU idle | mosquitto CPU idle | RSS/session | mosquitto RSS/session |\n")
-	fmt.Fprintf(out, "| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	fmt.Fprintf(out, "| devices | enroll/s first 1,000 | enroll/s last 1,000 | all online after | store writes/s idle | daemon CPU idle | mosquitto CPU idle | RSS/session | mosquitto RSS/session | GET device p50 / p99 at 1,000/s | page of 500 p99 | all back after kill -9 | GET p99 / max meanwhile |\n")
+	fmt.Fprintf(out, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, n := range b.sizes {
 		fs := results[n]
 		m := func(get func(figures) float64) float64 {
@@ -92,11 +98,14 @@ func bench(ctx context.Context, b benchFlags, out, logw io.Writer) error {
 			slices.Sort(v)
 			return v[len(v)/2]
 		}
-		fmt.Fprintf(out, "| %d | %.0f | %.0f | %.1f s | %.2f | %.1f %% | %.1f %% | %.1f KB | %.1f KB |\n", n,
+		fmt.Fprintf(out, "| %d | %.0f | %.0f | %.1f s | %.2f | %.1f %% | %.1f %% | %.1f KB | %.1f KB | %.2f / %.2f ms | %.1f ms | %.1f s | %.1f / %.1f ms |\n", n,
 			m(func(f figures) float64 { return f.enrollFirst }), m(func(f figures) float64 { return f.enrollLast }),
 			m(func(f figures) float64 { return f.online.Seconds() }), m(func(f figures) float64 { return f.writesPerSec }),
 			m(func(f figures) float64 { return f.cpu }), m(func(f figures) float64 { return f.mqttCPU }),
-			m(func(f figures) float64 { return f.rssPerSession / 1000 }), m(func(f figures) float64 { return f.mqttPerSession / 1000 }))
+			m(func(f figures) float64 { return f.rssPerSession / 1000 }), m(func(f figures) float64 { return f.mqttPerSession / 1000 }),
+			m(func(f figures) float64 { return ms(f.getP50) }), m(func(f figures) float64 { return ms(f.getP99) }),
+			m(func(f figures) float64 { return ms(f.pageP99) }), m(func(f figures) float64 { return f.storm.Seconds() }),
+			m(func(f figures) float64 { return ms(f.stormP99) }), m(func(f figures) float64 { return ms(f.stormMax) }))
 	}
 	return nil
 }
@@ -105,11 +114,14 @@ func bench(ctx context.Context, b benchFlags, out, logw io.Writer) error {
 // own, then holds them online from others and measures steady state.
 func benchWasmbed(ctx context.Context, b benchFlags, self, dir string, n int, logw io.Writer) (figures, error) {
 	var f figures
-	d, err := startWasmbedd(ctx, b.wasmbedd, filepath.Join(dir, "daemon"), logw)
+	// Fixed ports, so that the daemon comes back where its devices dial
+	// after it was killed.
+	apiAddr, gwAddr := freeAddr(), freeAddr()
+	d, err := startWasmbedd(ctx, b.wasmbedd, filepath.Join(dir, "daemon"), apiAddr, gwAddr, logw)
 	if err != nil {
 		return f, err
 	}
-	defer d.stop()
+	defer func() { d.stop() }()
 	fleet := filepath.Join(dir, "fleet")
 	enrollOut, err := runChild(ctx, self, "enroll", "--api", "http://"+d.api, "--gateway", d.gateway, "--dir", fleet,
 		"--count", strconv.Itoa(n), "--concurrency", "64")
@@ -164,7 +176,107 @@ func benchWasmbed(ctx context.Context, b benchFlags, self, dir string, n int, lo
 	f.cpu = 100 * float64(c1-c0) / clockTicks / b.window.Seconds()
 	f.rss = rssBytes(d.cmd.Process.Pid)
 	f.rssPerSession = (f.rss - rss0) / float64(n)
+
+	// API latency under the idle fleet, open loop: requests leave on a
+	// fixed schedule whether or not earlier ones have been answered.
+	get := "http://" + d.api + "/api/v1/devices/" + loadgen.Name("lg", n/2)
+	if f.getP50, f.getP99, err = openLoop(ctx, get, 1000, 10*time.Second); err != nil {
+		return f, fmt.Errorf("get one device: %w", err)
+	}
+	if _, f.pageP99, err = openLoop(ctx, "http://"+d.api+"/api/v1/devices?limit=500", 20, 10*time.Second); err != nil {
+		return f, fmt.Errorf("a page of 500 devices: %w", err)
+	}
+
+	// Reconnect storm: kill -9, start again on the same data and ports,
+	// and time until every device is back, reading one device every 20 ms
+	// from the moment the API answers.
+	d.cmd.Process.Kill()
+	d.cmd.Wait()
+	killed := time.Now()
+	again, err := startWasmbedd(ctx, b.wasmbedd, filepath.Join(dir, "daemon"), apiAddr, gwAddr, logw)
+	if err != nil {
+		return f, fmt.Errorf("restart after kill -9: %w", err)
+	}
+	d = again
+	probe := make(chan []time.Duration, 1)
+	pctx, stopProbe := context.WithCancel(ctx)
+	go func() {
+		var lat []time.Duration
+		hc := &http.Client{Timeout: 10 * time.Second}
+		for sleep(pctx, 20*time.Millisecond) {
+			t0 := time.Now()
+			if resp, err := hc.Get(get); err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				lat = append(lat, time.Since(t0))
+			}
+		}
+		probe <- lat
+	}()
+	err = waitFor(ctx, 5*time.Minute, func() bool { return d.sessions() >= float64(n) })
+	f.storm = time.Since(killed)
+	stopProbe()
+	lat := <-probe
+	if err != nil {
+		return f, fmt.Errorf("%d devices back after kill -9: %w (%v sessions)", n, err, d.sessions())
+	}
+	if len(lat) > 0 {
+		slices.Sort(lat)
+		f.stormP99, f.stormMax = lat[len(lat)*99/100], lat[len(lat)-1]
+	}
 	return f, nil
+}
+
+// freeAddr is a loopback address with a port free a moment ago.
+func freeAddr() string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "127.0.0.1:0"
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// openLoop sends GET url rate times a second for d, each on its schedule
+// whatever the answers before it, reads each answer whole and returns the
+// median and 99th percentile of the latencies.
+func openLoop(ctx context.Context, url string, rate int, d time.Duration) (p50, p99 time.Duration, err error) {
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}, Timeout: 10 * time.Second}
+	defer hc.CloseIdleConnections()
+	total := int(d.Seconds() * float64(rate))
+	lat := make([]time.Duration, total)
+	errs := make(chan error, total)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range total {
+		at := start.Add(time.Duration(i) * time.Second / time.Duration(rate))
+		if !sleep(ctx, time.Until(at)) {
+			return 0, 0, ctx.Err()
+		}
+		wg.Go(func() {
+			resp, err := hc.Get(url)
+			if err == nil {
+				_, err = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if err == nil && resp.StatusCode != http.StatusOK {
+					err = fmt.Errorf("%s: %s", url, resp.Status)
+				}
+			}
+			// From the scheduled time: a late send counts against the
+			// server, as a client on its schedule would see it.
+			lat[i] = time.Since(at)
+			if err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return 0, 0, err
+	}
+	slices.Sort(lat)
+	return lat[total/2], lat[total*99/100], nil
 }
 
 // benchMQTT holds n idle sessions on mosquitto over mutual TLS 1.3 and
@@ -245,6 +357,8 @@ user root
 	return nil
 }
 
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
 // wasmbedd is a daemon process under measurement.
 type wasmbedd struct {
 	cmd          *exec.Cmd
@@ -252,9 +366,9 @@ type wasmbedd struct {
 	c            *client.Client
 }
 
-func startWasmbedd(ctx context.Context, bin, dataDir string, logw io.Writer) (*wasmbedd, error) {
-	cmd := exec.CommandContext(ctx, bin, "--data-dir", dataDir, "--api-listen", "127.0.0.1:0",
-		"--gateway-listen", "127.0.0.1:0", "--gateway-name", "bench", "--log-level", "info")
+func startWasmbedd(ctx context.Context, bin, dataDir, apiAddr, gwAddr string, logw io.Writer) (*wasmbedd, error) {
+	cmd := exec.CommandContext(ctx, bin, "--data-dir", dataDir, "--api-listen", apiAddr,
+		"--gateway-listen", gwAddr, "--gateway-name", "bench", "--log-level", "info")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, err

@@ -11,6 +11,9 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
+	_ "net/http/pprof" // --pprof-listen
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -62,7 +65,7 @@ func envDuration(name string, def time.Duration) time.Duration {
 
 func run() error {
 	cfg := daemon.Config{Version: version}
-	var tokenFile, logLevel, sshListen, sshKeys, kubeconfig string
+	var tokenFile, logLevel, sshListen, sshKeys, kubeconfig, pprofListen string
 	flag.StringVar(&cfg.DataDir, "data-dir", env("WASMBED_DATA_DIR", "wasmbed-data"), "CA, store, modules and board state (env WASMBED_DATA_DIR)")
 	flag.StringVar(&cfg.APIListen, "api-listen", env("WASMBED_API_LISTEN", "127.0.0.1:3001"), "HTTP API address (env WASMBED_API_LISTEN)")
 	flag.StringVar(&cfg.GatewayListen, "gateway-listen", env("WASMBED_GATEWAY_LISTEN", ":8081"), "device TLS address (env WASMBED_GATEWAY_LISTEN)")
@@ -83,6 +86,7 @@ func run() error {
 	flag.StringVar(&cfg.CADir, "ca-dir", env("WASMBED_CA_DIR", ""), "CA shared by the daemons of a cluster (ca.crt, ca.key; a mounted Secret); default one in --data-dir (env WASMBED_CA_DIR)")
 	flag.DurationVar(&cfg.GatewayHeartbeat, "gateway-heartbeat", envDuration("WASMBED_GATEWAY_HEARTBEAT", 10*time.Second), "how often this gateway heartbeats its Gateway resource; one silent for three is unhealthy (env WASMBED_GATEWAY_HEARTBEAT)")
 	flag.DurationVar(&cfg.Lease.Duration, "lease-duration", envDuration("WASMBED_LEASE_DURATION", 15*time.Second), "kubernetes store: the leader Lease's duration; renewal and retries keep client-go's proportions (env WASMBED_LEASE_DURATION)")
+	flag.StringVar(&pprofListen, "pprof-listen", env("WASMBED_PPROF_LISTEN", ""), "serve Go's profiles (/debug/pprof/) on this loopback address, such as 127.0.0.1:6060; off when empty (env WASMBED_PPROF_LISTEN)")
 	flag.StringVar(&logLevel, "log-level", env("WASMBED_LOG_LEVEL", "info"), "debug, info, warn or error (env WASMBED_LOG_LEVEL)")
 	flag.Parse()
 	if err := errors.Join(envErrs...); err != nil {
@@ -122,6 +126,18 @@ func run() error {
 		cfg.SSH = srv.Serve
 	} else if sshKeys != "" {
 		return fmt.Errorf("--ssh-authorized-keys without --ssh-listen")
+	}
+	if pprofListen != "" {
+		// Profiles say what the daemon spends its time and memory on;
+		// they may reveal what it holds, so they stay on loopback.
+		if !daemon.IsLoopback(pprofListen) {
+			return fmt.Errorf("--pprof-listen %s: profiles are served on loopback only", pprofListen)
+		}
+		ln, err := net.Listen("tcp", pprofListen)
+		if err != nil {
+			return fmt.Errorf("pprof listen: %w", err)
+		}
+		go http.Serve(ln, http.DefaultServeMux) // net/http/pprof's handlers
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

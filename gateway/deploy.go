@@ -160,25 +160,16 @@ func (g *Gateway) failDeploy(device string, d *desiredApp, err error) {
 	}
 }
 
-// reconcile sends each desired module the device does not report, on
-// connect and whenever poked, until the session ends.
-func (s *session) reconcile(ctx context.Context, log *slog.Logger) {
-	for {
-		for _, d := range s.g.pending(s) {
-			if err := s.transfer(ctx, d, log); err != nil {
-				if errors.Is(err, protocol.ErrClosed) || ctx.Err() != nil {
-					return
-				}
-				log.Info("deploy failed", "app", d.mod.App, "version", d.mod.Version, "err", err)
-				s.g.failDeploy(s.device, d, err)
+// reconcilePass sends each desired module the device does not report;
+// it runs on connect and whenever the session is poked (see poke).
+func (s *session) reconcilePass(ctx context.Context, log *slog.Logger) {
+	for _, d := range s.g.pending(s) {
+		if err := s.transfer(ctx, d, log); err != nil {
+			if errors.Is(err, protocol.ErrClosed) || ctx.Err() != nil {
+				return
 			}
-		}
-		select {
-		case <-s.kick:
-		case <-s.conn.Done():
-			return
-		case <-ctx.Done():
-			return
+			log.Info("deploy failed", "app", d.mod.App, "version", d.mod.Version, "err", err)
+			s.g.failDeploy(s.device, d, err)
 		}
 	}
 }

@@ -40,12 +40,19 @@ type session struct {
 	conn   *protocol.Conn
 	device string
 	serial *big.Int
-	kick   chan struct{} // reconcile trigger, capacity 1
+	// reconcile runs one reconcile pass; set once the session is up.
+	reconcile func()
 
 	mu      sync.Mutex
 	info    SessionInfo
 	apps    map[string]protocol.AppInfo
 	reports map[string]uint64 // app reports received, by reportKey
+	// A reconcile pass runs on a goroutine of its own while there is
+	// something to compare, and none is held while there is not:
+	// reconciling says one runs, again that it is to run once more,
+	// ended that the session is over and starts none.
+	reconciling, again, ended bool
+	passes                    sync.WaitGroup
 
 	// report orders an app's reports and its transfer progress as they
 	// are published: see session.transfer.
@@ -93,12 +100,44 @@ func (s *session) reportCount(app string, sha256 []byte) uint64 {
 	return s.reports[reportKey(app, sha256)]
 }
 
-// poke asks the session's reconciler to compare desired and reported apps.
+// poke asks for desired and reported apps to be compared: a reconcile
+// pass starts, or runs once more after the one under way.
 func (s *session) poke() {
-	select {
-	case s.kick <- struct{}{}:
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.ended || s.reconcile == nil:
+	case s.reconciling:
+		s.again = true
 	default:
+		s.reconciling = true
+		s.passes.Add(1)
+		go s.passLoop()
 	}
+}
+
+// passLoop runs reconcile passes until none is asked for.
+func (s *session) passLoop() {
+	defer s.passes.Done()
+	for {
+		s.reconcile()
+		s.mu.Lock()
+		if !s.again || s.ended {
+			s.reconciling = false
+			s.mu.Unlock()
+			return
+		}
+		s.again = false
+		s.mu.Unlock()
+	}
+}
+
+// end starts no more reconcile passes and waits for the one under way.
+func (s *session) end() {
+	s.mu.Lock()
+	s.ended = true
+	s.mu.Unlock()
+	s.passes.Wait()
 }
 
 // handle runs one connection from TLS handshake to close.
@@ -155,7 +194,6 @@ func (g *Gateway) handle(ctx context.Context, nc net.Conn) {
 	}
 	s := &session{
 		g: g, conn: conn, device: device, serial: leaf.SerialNumber,
-		kick: make(chan struct{}, 1),
 		apps: make(map[string]protocol.AppInfo),
 		info: SessionInfo{
 			Device: device, Remote: nc.RemoteAddr().String(),
@@ -201,8 +239,7 @@ func (s *session) run(ctx context.Context, log *slog.Logger) {
 			log.Info("device offline", "reason", reason)
 		}
 	}()
-	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer s.end()
 	err := s.conn.Serve(ctx, func(m *protocol.Message) error {
 		s.mu.Lock()
 		s.info.LastSeen = time.Now()
@@ -220,11 +257,10 @@ func (s *session) run(ctx context.Context, log *slog.Logger) {
 			info := s.snapshot()
 			g.publish(Event{Type: EventOnline, Device: s.device, Session: &info})
 			log.Info("device online", "board", info.Board, "apps", len(info.Apps))
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				s.reconcile(ctx, log)
-			}()
+			s.mu.Lock()
+			s.reconcile = func() { s.reconcilePass(ctx, log) }
+			s.mu.Unlock()
+			s.poke()
 			return nil
 		}
 		return s.dispatch(m, log)

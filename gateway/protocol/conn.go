@@ -342,35 +342,58 @@ func (c *Conn) deliver(m *Message) {
 	}
 }
 
-// recent remembers the IDs of the last messages handled and the replies
-// sent to them (spec section "Acks and retries": a retransmission is
-// answered, never handled twice). Only the Serve goroutine checks; Reply
-// may answer from any goroutine.
+// recent remembers the IDs of the messages handled lately and the
+// replies sent to them (spec section "Acks and retries": a retransmission
+// is answered, never handled twice). A requester retransmits within its
+// request's deadline (30 s at most), so an ID is remembered for recentFor
+// and no longer: an idle session, which handles a heartbeat every few
+// seconds, holds a few entries instead of a table. At most recentIDs are
+// kept. Only the Serve goroutine checks; Reply may answer from any
+// goroutine.
 type recent struct {
 	mu      sync.Mutex
-	replies map[uint64]*Message // nil value: handled, not yet answered
-	order   [recentIDs]uint64
-	next    int
+	entries []recentEntry // in the order handled
 }
 
-// recentIDs bounds how many handled messages are remembered per session.
-const recentIDs = 256
+type recentEntry struct {
+	id    uint64
+	at    time.Time
+	reply *Message // nil: handled, not yet answered
+}
+
+const (
+	// recentIDs bounds how many handled messages are remembered.
+	recentIDs = 256
+	// recentFor is how long a handled message is remembered: past the
+	// longest request deadline (30 s), no copy of it can come.
+	recentFor = 32 * time.Second
+)
 
 // check records id as handled and reports whether it was already, with
 // the reply sent to it if any.
 func (r *recent) check(id uint64) (known bool, reply *Message) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.replies == nil {
-		r.replies = make(map[uint64]*Message, recentIDs)
+	now := time.Now()
+	drop := 0
+	for drop < len(r.entries) && (now.Sub(r.entries[drop].at) > recentFor || len(r.entries)-drop >= recentIDs) {
+		drop++
 	}
-	if reply, ok := r.replies[id]; ok {
-		return true, reply
+	switch {
+	case drop == len(r.entries):
+		r.entries = r.entries[:0]
+		if cap(r.entries) > 8 {
+			r.entries = nil // a burst is over: give its room back
+		}
+	case drop > 0:
+		r.entries = append(r.entries[:0], r.entries[drop:]...)
 	}
-	delete(r.replies, r.order[r.next])
-	r.order[r.next] = id
-	r.next = (r.next + 1) % recentIDs
-	r.replies[id] = nil
+	for _, e := range r.entries {
+		if e.id == id {
+			return true, e.reply
+		}
+	}
+	r.entries = append(r.entries, recentEntry{id: id, at: now})
 	return false, nil
 }
 
@@ -378,7 +401,9 @@ func (r *recent) check(id uint64) (known bool, reply *Message) {
 func (r *recent) answer(id uint64, reply *Message) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, ok := r.replies[id]; ok {
-		r.replies[id] = reply
+	for i := range r.entries {
+		if r.entries[i].id == id {
+			r.entries[i].reply = reply
+		}
 	}
 }

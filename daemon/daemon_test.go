@@ -379,28 +379,7 @@ func TestStrayAppsStopped(t *testing.T) {
 	ctx := context.Background()
 	in := startDaemon(t, t.TempDir())
 	c := in.c
-	for _, n := range []string{"st-a", "st-b"} {
-		if _, err := c.CreateDevice(ctx, &v1alpha1.Device{
-			ObjectMeta: metav1.ObjectMeta{Name: n},
-			Spec:       v1alpha1.DeviceSpec{Board: "mps2-an385", Emulation: &v1alpha1.Emulation{Backend: "sim", Enabled: true}},
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	mod, err := c.UploadModule(ctx, bytes.NewReader(readApp(t, "sensor.wasm")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.CreateApplication(ctx, &v1alpha1.Application{
-		ObjectMeta: metav1.ObjectMeta{Name: "sensor"},
-		Spec: v1alpha1.ApplicationSpec{
-			Module: v1alpha1.ModuleRef{SHA256: mod.SHA256}, Version: "1",
-			Target:  v1alpha1.Target{Devices: []string{"st-a", "st-b"}},
-			Rollout: v1alpha1.Rollout{BatchSize: 2},
-		},
-	}); err != nil {
-		t.Fatal(err)
-	}
+	sensorOn(t, c, "st-a", "st-b")
 	reports := func(device, state string) {
 		t.Helper()
 		eventually(t, device+" reports sensor "+state, func() (bool, error) {
@@ -419,6 +398,35 @@ func TestStrayAppsStopped(t *testing.T) {
 		t.Fatal(err)
 	}
 	reports("st-a", "stopped")
+}
+
+// sensorOn creates an emulated sim board for each device named and the
+// sensor app (version 1) targeting all of them at once.
+func sensorOn(t *testing.T, c *client.Client, devices ...string) {
+	t.Helper()
+	ctx := context.Background()
+	for _, n := range devices {
+		if _, err := c.CreateDevice(ctx, &v1alpha1.Device{
+			ObjectMeta: metav1.ObjectMeta{Name: n},
+			Spec:       v1alpha1.DeviceSpec{Board: "mps2-an385", Emulation: &v1alpha1.Emulation{Backend: "sim", Enabled: true}},
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mod, err := c.UploadModule(ctx, bytes.NewReader(readApp(t, "sensor.wasm")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateApplication(ctx, &v1alpha1.Application{
+		ObjectMeta: metav1.ObjectMeta{Name: "sensor"},
+		Spec: v1alpha1.ApplicationSpec{
+			Module: v1alpha1.ModuleRef{SHA256: mod.SHA256}, Version: "1",
+			Target:  v1alpha1.Target{Devices: devices},
+			Rollout: v1alpha1.Rollout{BatchSize: int32(len(devices))},
+		},
+	}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // updateApp changes the named app's spec with change and updates it,

@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"wasmbed.io/wasmbed/crds/v1alpha1"
 	"wasmbed.io/wasmbed/daemon"
 	"wasmbed.io/wasmbed/daemon/client"
@@ -50,28 +48,7 @@ func TestHeartbeatsWriteNothing(t *testing.T) {
 		cfg.Resync = 200 * time.Millisecond
 	})
 	c := in.c
-	names := []string{"hb-a", "hb-b"}
-	for _, n := range names {
-		if _, err := c.CreateDevice(ctx, &v1alpha1.Device{
-			ObjectMeta: metav1.ObjectMeta{Name: n},
-			Spec:       v1alpha1.DeviceSpec{Board: "mps2-an385", Emulation: &v1alpha1.Emulation{Backend: "sim", Enabled: true}},
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	mod, err := c.UploadModule(ctx, bytes.NewReader(readApp(t, "sensor.wasm")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.CreateApplication(ctx, &v1alpha1.Application{
-		ObjectMeta: metav1.ObjectMeta{Name: "sensor"},
-		Spec: v1alpha1.ApplicationSpec{
-			Module: v1alpha1.ModuleRef{SHA256: mod.SHA256}, Version: "1",
-			Target: v1alpha1.Target{Devices: names}, Rollout: v1alpha1.Rollout{BatchSize: 2},
-		},
-	}); err != nil {
-		t.Fatal(err)
-	}
+	sensorOn(t, c, "hb-a", "hb-b")
 	eventually(t, "sensor runs on both devices", func() (bool, error) {
 		a, err := c.GetApplication(ctx, "sensor")
 		return err == nil && a.Status.Phase == v1alpha1.AppRunning, err
@@ -83,6 +60,7 @@ func TestHeartbeatsWriteNothing(t *testing.T) {
 	}
 	var first *v1alpha1.Device
 	eventually(t, "hb-a's served status has the session's round trip", func() (bool, error) {
+		var err error
 		first, err = c.GetDevice(ctx, "hb-a")
 		return err == nil && first.Status.LastSeen != nil && first.Status.RTTMicros > 0, err
 	})

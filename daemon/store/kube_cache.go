@@ -164,16 +164,8 @@ func (r *cachedResource[T]) Watch(ctx context.Context) (<-chan Event[T], error) 
 	return ch, nil
 }
 
-// ListPage lists every object and cuts the page opts asks for out of
-// them.
+// ListPage lists every cached object and cuts the page opts asks for out
+// of them.
 func (r *cachedResource[T]) ListPage(ctx context.Context, opts ListOptions) (Page[T], error) {
-	all, err := r.List(ctx)
-	if err != nil {
-		return Page[T]{}, err
-	}
-	p, err := pageOf(all, opts)
-	if err != nil {
-		return Page[T]{}, fmt.Errorf("list %ss: %w", r.noun, err)
-	}
-	return p, nil
+	return listPage(ctx, r, r.noun, opts)
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -67,6 +68,22 @@ func pageOf[T Object](sorted []T, opts ListOptions) (Page[T], error) {
 			break
 		}
 		p.Items = append(p.Items, o)
+	}
+	return p, nil
+}
+
+// listPage is ListPage for a store that can only list everything: the
+// page is cut out of the whole list.
+func listPage[T Object](ctx context.Context, r interface {
+	List(context.Context) ([]T, error)
+}, noun string, opts ListOptions) (Page[T], error) {
+	all, err := r.List(ctx)
+	if err != nil {
+		return Page[T]{}, err
+	}
+	p, err := pageOf(all, opts)
+	if err != nil {
+		return Page[T]{}, fmt.Errorf("list %ss: %w", noun, err)
 	}
 	return p, nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -26,6 +27,9 @@ import (
 	"syscall"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"wasmbed.io/wasmbed/crds/v1alpha1"
 	"wasmbed.io/wasmbed/daemon/client"
 	"wasmbed.io/wasmbed/firmware/loadgen"
 )
@@ -47,6 +51,8 @@ type figures struct {
 	rss                     float64 // bytes with every session up
 	mqttCPU, mqttPerSession float64
 	getP50, getP99, pageP99 time.Duration // API latency, open loop
+	rollout                 time.Duration // a 64 KiB module to every device
+	peakRSS                 float64       // bytes, by the end of the rollout
 	storm                   time.Duration // from kill -9 to every device back
 	stormP99, stormMax      time.Duration // GET one device meanwhile
 }
@@ -86,8 +92,8 @@ func bench(ctx context.Context, b benchFlags, out, logw io.Writer) error {
 			os.RemoveAll(dir)
 		}
 	}
-	fmt.Fprintf(out, "| devices | enroll/s first 1,000 | enroll/s last 1,000 | all online after | store writes/s idle | daemon CPU idle | mosquitto CPU idle | RSS/session | mosquitto RSS/session | GET device p50 / p99 at 1,000/s | page of 500 p99 | all back after kill -9 | GET p99 / max meanwhile |\n")
-	fmt.Fprintf(out, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	fmt.Fprintf(out, "| devices | enroll/s first 1,000 | enroll/s last 1,000 | all online after | store writes/s idle | daemon CPU idle | mosquitto CPU idle | RSS/session | mosquitto RSS/session | GET device p50 / p99 at 1,000/s | page of 500 p99 | rollout of 64 KiB | peak RSS | all back after kill -9 | GET p99 / max meanwhile |\n")
+	fmt.Fprintf(out, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, n := range b.sizes {
 		fs := results[n]
 		m := func(get func(figures) float64) float64 {
@@ -98,13 +104,14 @@ func bench(ctx context.Context, b benchFlags, out, logw io.Writer) error {
 			slices.Sort(v)
 			return v[len(v)/2]
 		}
-		fmt.Fprintf(out, "| %d | %.0f | %.0f | %.1f s | %.2f | %.1f %% | %.1f %% | %.1f KB | %.1f KB | %.2f / %.2f ms | %.1f ms | %.1f s | %.1f / %.1f ms |\n", n,
+		fmt.Fprintf(out, "| %d | %.0f | %.0f | %.1f s | %.2f | %.1f %% | %.1f %% | %.1f KB | %.1f KB | %.2f / %.2f ms | %.1f ms | %.2f s | %.0f MB | %.1f s | %.1f / %.1f ms |\n", n,
 			m(func(f figures) float64 { return f.enrollFirst }), m(func(f figures) float64 { return f.enrollLast }),
 			m(func(f figures) float64 { return f.online.Seconds() }), m(func(f figures) float64 { return f.writesPerSec }),
 			m(func(f figures) float64 { return f.cpu }), m(func(f figures) float64 { return f.mqttCPU }),
 			m(func(f figures) float64 { return f.rssPerSession / 1000 }), m(func(f figures) float64 { return f.mqttPerSession / 1000 }),
 			m(func(f figures) float64 { return ms(f.getP50) }), m(func(f figures) float64 { return ms(f.getP99) }),
-			m(func(f figures) float64 { return ms(f.pageP99) }), m(func(f figures) float64 { return f.storm.Seconds() }),
+			m(func(f figures) float64 { return ms(f.pageP99) }), m(func(f figures) float64 { return f.rollout.Seconds() }),
+			m(func(f figures) float64 { return f.peakRSS / 1e6 }), m(func(f figures) float64 { return f.storm.Seconds() }),
 			m(func(f figures) float64 { return ms(f.stormP99) }), m(func(f figures) float64 { return ms(f.stormMax) }))
 	}
 	return nil
@@ -187,6 +194,12 @@ func benchWasmbed(ctx context.Context, b benchFlags, self, dir string, n int, lo
 		return f, fmt.Errorf("a page of 500 devices: %w", err)
 	}
 
+	// A rollout of a 64 KiB module to every device, all at once.
+	if f.rollout, err = rollout(ctx, d, n); err != nil {
+		return f, fmt.Errorf("rollout: %w", err)
+	}
+	f.peakRSS = peakRSSBytes(d.cmd.Process.Pid)
+
 	// Reconnect storm: kill -9, start again on the same data and ports,
 	// and time until every device is back, reading one device every 20 ms
 	// from the moment the API answers.
@@ -226,6 +239,47 @@ func benchWasmbed(ctx context.Context, b benchFlags, self, dir string, n int, lo
 	}
 	return f, nil
 }
+
+// rollout uploads a 64 KiB module and rolls it out to the n devices of
+// the fleet in one batch, and returns how long until it runs on all.
+func rollout(ctx context.Context, d *wasmbedd, n int) (time.Duration, error) {
+	mod, err := d.c.UploadModule(ctx, bytes.NewReader(paddedModule(64<<10)))
+	if err != nil {
+		return 0, err
+	}
+	began := time.Now()
+	_, err = d.c.CreateApplication(ctx, &v1alpha1.Application{
+		ObjectMeta: metav1.ObjectMeta{Name: "bench"},
+		Spec: v1alpha1.ApplicationSpec{
+			Module: v1alpha1.ModuleRef{SHA256: mod.SHA256}, Version: "1",
+			Target:  v1alpha1.Target{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"fleet": "lg"}}},
+			Rollout: v1alpha1.Rollout{BatchPercent: 100},
+		},
+	})
+	if err != nil {
+		return 0, err
+	}
+	err = waitFor(ctx, 5*time.Minute, func() bool {
+		a, err := d.c.GetApplication(ctx, "bench")
+		return err == nil && int(a.Status.Running) == n
+	})
+	return time.Since(began), err
+}
+
+// paddedModule is a WebAssembly module of size bytes: the header and one
+// custom section of padding (simulated devices check its sha256, and run
+// nothing).
+func paddedModule(size int) []byte {
+	const header = 8 + 1 + 3 + 4 // magic and version, section id, size (3 LEB bytes), name
+	body := size - 8 - 1 - 3
+	m := []byte{0, 'a', 's', 'm', 1, 0, 0, 0, 0}
+	m = append(m, byte(body)|0x80, byte(body>>7)|0x80, byte(body>>14))
+	m = append(m, 3, 'p', 'a', 'd')
+	return append(m, make([]byte, size-header)...)
+}
+
+// peakRSSBytes is process pid's peak resident set (VmHWM).
+func peakRSSBytes(pid int) float64 { return procStatusBytes(pid, "VmHWM:") }
 
 // freeAddr is a loopback address with a port free a moment ago.
 func freeAddr() string {
@@ -509,13 +563,16 @@ func cpuTicks(pid int) int64 {
 }
 
 // rssBytes is process pid's resident set.
-func rssBytes(pid int) float64 {
+func rssBytes(pid int) float64 { return procStatusBytes(pid, "VmRSS:") }
+
+// procStatusBytes reads a size field of /proc/PID/status.
+func procStatusBytes(pid int, field string) float64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(line, field); ok {
 			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
 			return kb * 1024
 		}

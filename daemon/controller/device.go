@@ -199,7 +199,9 @@ func refreshAfter(device string) time.Duration {
 	h := fnv.New32a()
 	h.Write([]byte(device))
 	half := lastSeenRefresh / 2
-	return half + time.Duration(h.Sum32())%half
+	// The hash scaled onto [0, half), in milliseconds.
+	offset := time.Duration(uint64(h.Sum32())*uint64(half/time.Millisecond)>>32) * time.Millisecond
+	return half + offset
 }
 
 // placedHere reports whether this daemon runs dev (see Placement): it is

@@ -1,12 +1,16 @@
 package controller
 
 import (
+	"context"
+	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"wasmbed.io/wasmbed/crds/v1alpha1"
+	"wasmbed.io/wasmbed/daemon/store"
 )
 
 func TestBatchSize(t *testing.T) {
@@ -99,5 +103,40 @@ func TestRevisions(t *testing.T) {
 	}
 	if len(st.History) != historyLimit {
 		t.Errorf("history holds %d revisions, want the limit %d", len(st.History), historyLimit)
+	}
+}
+
+// TestDeviceChangedRoutes: a device's change reconciles the apps whose
+// target selects it and those it reports, and no other.
+func TestDeviceChangedRoutes(t *testing.T) {
+	st, err := store.OpenEmbedded(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	dev := device("d1", map[string]string{"room": "lab"})
+	dev.Spec.Board = "mps2-an385"
+	if _, err := st.Devices().Create(ctx, dev); err != nil {
+		t.Fatal(err)
+	}
+	c := &Applications{Store: st, loop: newLoop("applications", slog.New(slog.DiscardHandler)),
+		known: map[string]selector{
+			"by-name":     newSelector(v1alpha1.Target{Devices: []string{"d1"}}),
+			"by-label":    newSelector(v1alpha1.Target{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"room": "lab"}}}),
+			"elsewhere":   newSelector(v1alpha1.Target{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"room": "office"}}}),
+			"other-names": newSelector(v1alpha1.Target{Devices: []string{"d2"}}),
+		}}
+	defer c.loop.queue.ShutDown()
+	c.DeviceChanged("d1", "reported")
+	var got []string
+	for c.loop.queue.Len() > 0 {
+		name, _ := c.loop.queue.Get()
+		got = append(got, name)
+		c.loop.queue.Done(name)
+	}
+	slices.Sort(got)
+	if want := []string{"by-label", "by-name", "reported"}; !slices.Equal(got, want) {
+		t.Errorf("DeviceChanged(d1) enqueued %v, want %v", got, want)
 	}
 }

@@ -80,37 +80,12 @@ func (a *Agent) session(ctx context.Context) error {
 // heartbeat sends Heartbeat every interval and ends the session when one
 // goes unanswered for timeout.
 func (a *Agent) heartbeat(ctx context.Context, conn *protocol.Conn, interval, timeout time.Duration) {
-	if interval <= 0 {
-		return
-	}
-	if timeout <= 0 {
-		timeout = 3 * interval
-	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	var seq uint64
-	var rtt time.Duration
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-conn.Done():
-			return
-		case <-t.C:
-		}
-		seq++
-		began := time.Now()
-		rctx, cancel := context.WithTimeout(ctx, timeout)
-		_, err := conn.Request(rctx, protocol.TypeHeartbeat, &protocol.Heartbeat{
-			Seq: seq, UptimeMS: uint64(time.Since(a.start).Milliseconds()), RTTMicro: uint64(rtt.Microseconds()),
-		})
-		cancel()
-		if err != nil {
-			a.log.Info("heartbeat unanswered", "err", err)
-			conn.Close()
-			return
-		}
-		rtt = time.Since(began)
+	err := conn.Heartbeats(ctx, interval, timeout, interval, func(seq uint64, rtt time.Duration) *protocol.Heartbeat {
+		return &protocol.Heartbeat{Seq: seq, UptimeMS: uint64(time.Since(a.start).Milliseconds()), RTTMicro: uint64(rtt.Microseconds())}
+	})
+	if err != nil {
+		a.log.Info("heartbeat unanswered", "err", err)
+		conn.Close()
 	}
 }
 

@@ -209,36 +209,19 @@ func (d *Device) session(ctx context.Context, cfg Config) (bool, error) {
 // heartbeat sends Heartbeat every interval, the first after a random part
 // of it (so that a fleet that connected together does not beat
 // together), and ends the session when one goes unanswered for timeout.
+// Stats counts a heartbeat answered when the next one goes out.
 func heartbeat(ctx context.Context, conn *protocol.Conn, interval, timeout time.Duration, stats *Stats) {
 	if interval <= 0 {
 		return
 	}
-	if timeout <= 0 {
-		timeout = 3 * interval
-	}
-	next := rand.N(interval)
-	var seq uint64
-	var rtt time.Duration
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-conn.Done():
-			return
-		case <-time.After(next):
+	err := conn.Heartbeats(ctx, interval, timeout, rand.N(interval), func(seq uint64, rtt time.Duration) *protocol.Heartbeat {
+		if seq > 1 {
+			stats.Heartbeats.Add(1)
 		}
-		next = interval
-		seq++
-		began := time.Now()
-		rctx, cancel := context.WithTimeout(ctx, timeout)
-		_, err := conn.Request(rctx, protocol.TypeHeartbeat, &protocol.Heartbeat{Seq: seq, RTTMicro: uint64(rtt.Microseconds())})
-		cancel()
-		if err != nil {
-			conn.Close()
-			return
-		}
-		rtt = time.Since(began)
-		stats.Heartbeats.Add(1)
+		return &protocol.Heartbeat{Seq: seq, RTTMicro: uint64(rtt.Microseconds())}
+	})
+	if err != nil {
+		conn.Close()
 	}
 }
 

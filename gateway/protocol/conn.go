@@ -192,6 +192,46 @@ func (c *Conn) send(m *Message, timeout time.Duration) error {
 	return nil
 }
 
+// Heartbeats is a device's side of the session's liveness (spec section
+// "Heartbeats and timeouts"): it sends a heartbeat every interval, the first after
+// first, until ctx ends or the session does, and then returns nil. next
+// makes each heartbeat from its sequence number (1, 2, ...) and the round
+// trip of the one before (0 for the first). A heartbeat unanswered for
+// timeout (3 intervals when 0) ends the loop with its error, and the caller
+// decides what that means for the session. An interval of 0 sends none.
+func (c *Conn) Heartbeats(ctx context.Context, interval, timeout, first time.Duration, next func(seq uint64, rtt time.Duration) *Heartbeat) error {
+	if interval <= 0 {
+		return nil
+	}
+	if timeout <= 0 {
+		timeout = 3 * interval
+	}
+	t := time.NewTimer(first)
+	defer t.Stop()
+	var rtt time.Duration
+	for seq := uint64(1); ; seq++ {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-c.Done():
+			return nil
+		case <-t.C:
+		}
+		t.Reset(interval)
+		began := time.Now()
+		rctx, cancel := context.WithTimeout(ctx, timeout)
+		_, err := c.Request(rctx, TypeHeartbeat, next(seq, rtt))
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("heartbeat %d unanswered: %w", seq, err)
+		}
+		rtt = time.Since(began)
+	}
+}
+
 // Request sends a message of type t and waits for its reply, retransmitting
 // the same message (same ID) on the Backoff schedule until a reply arrives
 // or ctx ends. A reply of TypeError is returned as its *Error.

@@ -35,9 +35,6 @@ func (s *countedStore) Devices() Resource[*v1alpha1.Device]           { return s
 func (s *countedStore) Applications() Resource[*v1alpha1.Application] { return s.applications }
 func (s *countedStore) Gateways() Resource[*v1alpha1.Gateway]         { return s.gateways }
 
-// Unwrap returns the store Counted wraps.
-func (s *countedStore) Unwrap() Store { return s.Store }
-
 type countedResource[T Object] struct {
 	Resource[T]
 	kind  string

@@ -5,8 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
+	"sort"
 	"unicode/utf8"
 
 	"k8s.io/apimachinery/pkg/labels"
@@ -47,19 +46,23 @@ func continueAfter(token string) (string, error) {
 
 // pageOf cuts the page opts asks for out of objects sorted by name.
 func pageOf[T Object](sorted []T, opts ListOptions) (Page[T], error) {
+	return cutPage(len(sorted), func(i int) T { return sorted[i] }, opts)
+}
+
+// cutPage cuts the page opts asks for out of n objects sorted by name,
+// the i-th of which at(i) gives; the page holds them as given.
+func cutPage[T Object](n int, at func(int) T, opts ListOptions) (Page[T], error) {
 	start := 0
 	if opts.Continue != "" {
 		after, err := continueAfter(opts.Continue)
 		if err != nil {
 			return Page[T]{}, err
 		}
-		start, _ = slices.BinarySearchFunc(sorted, after, func(o T, name string) int { return strings.Compare(o.GetName(), name) })
-		if start < len(sorted) && sorted[start].GetName() == after {
-			start++
-		}
+		start = sort.Search(n, func(i int) bool { return at(i).GetName() > after })
 	}
 	var p Page[T]
-	for _, o := range sorted[start:] {
+	for i := start; i < n; i++ {
+		o := at(i)
 		if opts.Selector != nil && !opts.Selector.Matches(labels.Set(o.GetLabels())) {
 			continue
 		}

@@ -14,7 +14,6 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 
 	"wasmbed.io/wasmbed/crds/v1alpha1"
 	"wasmbed.io/wasmbed/gateway/pki"
@@ -136,30 +135,14 @@ func (r *resource[T]) ListPage(ctx context.Context, opts ListOptions) (Page[T], 
 	if err := ctx.Err(); err != nil {
 		return Page[T]{}, fmt.Errorf("list %ss: %w", r.noun, err)
 	}
-	after := ""
-	if opts.Continue != "" {
-		var err error
-		if after, err = continueAfter(opts.Continue); err != nil {
-			return Page[T]{}, fmt.Errorf("list %ss: %w", r.noun, err)
-		}
-	}
 	r.omu.RLock()
-	defer r.omu.RUnlock()
-	start, found := slices.BinarySearch(r.names, after)
-	if found {
-		start++
+	p, err := cutPage(len(r.names), func(i int) T { return r.objs[r.names[i]] }, opts)
+	for i, o := range p.Items {
+		p.Items[i] = o.DeepCopyObject().(T)
 	}
-	var p Page[T]
-	for _, n := range r.names[start:] {
-		o := r.objs[n]
-		if opts.Selector != nil && !opts.Selector.Matches(labels.Set(o.GetLabels())) {
-			continue
-		}
-		if opts.Limit > 0 && len(p.Items) == opts.Limit {
-			p.Continue = continueToken(p.Items[len(p.Items)-1].GetName())
-			break
-		}
-		p.Items = append(p.Items, o.DeepCopyObject().(T))
+	r.omu.RUnlock()
+	if err != nil {
+		return Page[T]{}, fmt.Errorf("list %ss: %w", r.noun, err)
 	}
 	return p, nil
 }

@@ -22,7 +22,6 @@ import (
 	"golang.org/x/sync/errgroup"
 	"k8s.io/client-go/rest"
 
-	"wasmbed.io/wasmbed/crds/v1alpha1"
 	"wasmbed.io/wasmbed/daemon/api"
 	"wasmbed.io/wasmbed/daemon/apiserver"
 	"wasmbed.io/wasmbed/daemon/controller"
@@ -249,8 +248,6 @@ func Run(ctx context.Context, cfg Config) error {
 		Store: cached, Gateway: gw, GatewayName: cfg.GatewayName, GatewayAddr: advertise, ServerName: gwHost,
 		CA: ca, Backends: d.backends, IdentityDir: filepath.Join(cfg.DataDir, "identities"),
 		Resync: cfg.Resync, Recorder: recorder, Logger: log, Leading: d.lead.Leading,
-		// What a device reports moves the rollouts of the apps it concerns.
-		StatusWritten: func(dev *v1alpha1.Device) { d.apps.DeviceChanged(dev.Name) },
 	}
 	apiAdvertise := cfg.APIAdvertise
 	if apiAdvertise == "" {

@@ -22,6 +22,7 @@ import (
 	"wasmbed.io/wasmbed/daemon"
 	"wasmbed.io/wasmbed/daemon/api"
 	"wasmbed.io/wasmbed/daemon/client"
+	"wasmbed.io/wasmbed/daemon/controller"
 )
 
 const waitLimit = 90 * time.Second
@@ -241,23 +242,38 @@ func TestDaemon(t *testing.T) {
 		t.Fatalf("console = %q", got)
 	}
 
-	// A failing update (a module that traps) rolls back by itself.
+	// A failing update (a module that traps) is aborted: the devices
+	// return to the stable version 1, and the spec stays as written.
 	bad, err := c.UploadModule(ctx, bytes.NewReader(readApp(t, "trap.wasm")))
 	if err != nil {
 		t.Fatal(err)
 	}
-	updateApp(t, c, "sensor", func(app *v1alpha1.Application) {
+	v2 := updateApp(t, c, "sensor", func(app *v1alpha1.Application) {
 		app.Spec.Module, app.Spec.Version = v1alpha1.ModuleRef{SHA256: bad.SHA256}, "2"
 	})
-	eventually(t, "automatic rollback to 1", func() (bool, error) {
+	eventually(t, "rollout of 2 aborted, back on 1", func() (bool, error) {
 		a, err := c.GetApplication(ctx, "sensor")
 		if err != nil {
 			return false, err
 		}
-		rb := a.Status.RolledBack
-		return rb != nil && rb.From == "2" && rb.To == "1" && a.Spec.Version == "1" && a.Status.Running == 3,
-			fmt.Errorf("phase %s version %s running %d", a.Status.Phase, a.Spec.Version, a.Status.Running)
+		ab := a.Status.Aborted
+		return ab != nil && ab.Version == "2" && ab.RolledBackTo == "1" && a.Status.Phase == v1alpha1.AppRolledBack && a.Status.Running == 3,
+			fmt.Errorf("phase %s aborted %+v running %d", a.Status.Phase, ab, a.Status.Running)
 	})
+	a, err := c.GetApplication(ctx, "sensor")
+	if err != nil || a.Spec.Version != "2" || a.Generation != v2.Generation || a.Status.StableRevision != "1" {
+		t.Fatalf("after the abort: spec version %s generation %d stable %q, %v; want the spec as written (2, generation %d) and stable 1",
+			a.Spec.Version, a.Generation, a.Status.StableRevision, err, v2.Generation)
+	}
+	rows, err := c.ListApplicationDevices(ctx, "sensor", "")
+	if err != nil || len(rows.Items) != 3 {
+		t.Fatalf("ListApplicationDevices = %+v, %v; want 3 rows", rows, err)
+	}
+	for _, r := range rows.Items {
+		if r.Version != "1" || r.Target != "1" || r.State != controller.RolloutRunning {
+			t.Errorf("row %+v, want version 1 running, target 1", r)
+		}
+	}
 
 	// Restart: every resource is there and the devices come back online
 	// running version 1.
@@ -279,8 +295,8 @@ func TestDaemon(t *testing.T) {
 		}
 		return true, nil
 	})
-	a, err := c.GetApplication(ctx, "sensor")
-	if err != nil || a.Spec.Version != "1" || len(a.Status.History) < 2 {
+	a, err = c.GetApplication(ctx, "sensor")
+	if err != nil || a.Spec.Version != "2" || a.Status.Aborted == nil || len(a.Status.History) < 2 {
 		t.Fatalf("after restart application = %+v, %v", a, err)
 	}
 	mods, err := c.ListModules(ctx)
@@ -431,7 +447,7 @@ func sensorOn(t *testing.T, c *client.Client, devices ...string) {
 
 // updateApp changes the named app's spec with change and updates it,
 // again on a fresh copy when the controller wrote its status in between.
-func updateApp(t *testing.T, c *client.Client, name string, change func(*v1alpha1.Application)) {
+func updateApp(t *testing.T, c *client.Client, name string, change func(*v1alpha1.Application)) *v1alpha1.Application {
 	t.Helper()
 	ctx := context.Background()
 	for {
@@ -440,14 +456,14 @@ func updateApp(t *testing.T, c *client.Client, name string, change func(*v1alpha
 			t.Fatal(err)
 		}
 		change(app)
-		_, err = c.UpdateApplication(ctx, app)
+		out, err := c.UpdateApplication(ctx, app)
 		if errors.Is(err, &api.Error{Reason: api.ReasonConflict}) {
 			continue
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		return
+		return out
 	}
 }
 

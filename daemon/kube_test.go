@@ -152,8 +152,8 @@ func deviceOn(t *testing.T, dyn dynamic.Interface, name, gateway string) {
 	})
 }
 
-// appRunsOn waits until the Application's status has the app running on
-// exactly the devices given.
+// appRunsOn waits until the Application is Running on as many devices as
+// given, and each of them reports the app running.
 func appRunsOn(t *testing.T, dyn dynamic.Interface, app string, devices ...string) {
 	t.Helper()
 	eventually(t, app+" running on "+fmt.Sprint(devices), func() (bool, error) {
@@ -161,15 +161,19 @@ func appRunsOn(t *testing.T, dyn dynamic.Interface, app string, devices ...strin
 		if err := kubeGet(dyn, applicationsGVR, app, &a); err != nil {
 			return false, err
 		}
-		var running []string
-		for _, r := range a.Status.Devices {
-			if r.State == "Running" {
-				running = append(running, r.Device)
+		if a.Status.Phase != v1alpha1.AppRunning || int(a.Status.Running) != len(devices) {
+			return false, fmt.Errorf("phase %s, running on %d", a.Status.Phase, a.Status.Running)
+		}
+		for _, name := range devices {
+			var d v1alpha1.Device
+			if err := kubeGet(dyn, devicesGVR, name, &d); err != nil {
+				return false, err
+			}
+			if i := slices.IndexFunc(d.Status.Apps, func(da v1alpha1.DeviceApp) bool { return da.Name == app }); i < 0 || d.Status.Apps[i].State != "running" {
+				return false, fmt.Errorf("%s reports %+v", name, d.Status.Apps)
 			}
 		}
-		slices.Sort(running)
-		return a.Status.Phase == v1alpha1.AppRunning && slices.Equal(running, devices),
-			fmt.Errorf("phase %s, running on %v, rows %+v", a.Status.Phase, running, a.Status.Devices)
+		return true, nil
 	})
 }
 

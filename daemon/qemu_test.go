@@ -91,7 +91,7 @@ func TestDaemonQEMU(t *testing.T) {
 				return false, err
 			}
 			return a.Status.Phase == v1alpha1.AppRunning && a.Spec.Version == version && a.Status.Running == 1,
-				fmt.Errorf("phase %s version %s rows %+v", a.Status.Phase, a.Spec.Version, a.Status.Devices)
+				fmt.Errorf("phase %s version %s running %d failed %+v", a.Status.Phase, a.Spec.Version, a.Status.Running, a.Status.FailedDevices)
 		})
 	}
 	appAt("sensor", "1")

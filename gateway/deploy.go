@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 
 	"wasmbed.io/wasmbed/gateway/protocol"
 )
@@ -145,7 +147,9 @@ func (g *Gateway) appChanged(device string, a protocol.AppInfo) {
 	}
 }
 
-// failDeploy ends the Deploy calls for d with err and stops retrying it.
+// failDeploy ends the Deploy calls for d with err, stops retrying it, and
+// publishes the app as failed: the device refused it, or could not be
+// sent it, and keeps running what it ran.
 func (g *Gateway) failDeploy(device string, d *desiredApp, err error) {
 	g.mu.Lock()
 	d.failed = err.Error()
@@ -158,6 +162,31 @@ func (g *Gateway) failDeploy(device string, d *desiredApp, err error) {
 		default:
 		}
 	}
+	g.publish(Event{Type: EventApp, Device: device, Reason: de.Reason, App: &protocol.AppInfo{
+		App: d.mod.App, Version: d.mod.Version, SHA256: d.mod.SHA256, State: protocol.StateFailed, Reason: de.Reason,
+	}})
+}
+
+// Delivery is a module the gateway was asked to deliver to a device.
+type Delivery struct {
+	App, Version string
+	SHA256       []byte
+	// Failed says why the device refused it, or it could not be sent; ""
+	// while it is on its way or delivered.
+	Failed string
+}
+
+// Deliveries lists what the gateway was asked to deliver to device,
+// sorted by app.
+func (g *Gateway) Deliveries(device string) []Delivery {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make([]Delivery, 0, len(g.desired[device]))
+	for _, d := range g.desired[device] {
+		out = append(out, Delivery{App: d.mod.App, Version: d.mod.Version, SHA256: d.mod.SHA256, Failed: d.failed})
+	}
+	slices.SortFunc(out, func(a, b Delivery) int { return strings.Compare(a.App, b.App) })
+	return out
 }
 
 // reconcilePass sends each desired module the device does not report;

@@ -9,6 +9,7 @@ import (
 
 	"github.com/charmbracelet/bubbles/key"
 	tea "github.com/charmbracelet/bubbletea"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"wasmbed.io/wasmbed/crds/v1alpha1"
 )
@@ -179,28 +180,49 @@ func (v *appsView) View() string {
 	return padLines(b.String(), v.width, v.height)
 }
 
-// rolloutColumns are the columns of an application's per-device rollout.
+// rolloutColumns are the columns of an application's per-device rollout:
+// the version a device runs next to the one it is meant to run.
 var rolloutColumns = []column{
 	{title: "DEVICE", min: 10},
-	{title: "VERSION", width: 9},
+	{title: "VERSION", width: 8},
+	{title: "TARGET", width: 8, prio: 4},
 	{title: "STATE", width: 12},
 	{title: "PROGRESS", width: 8, prio: 2, right: true},
 	{title: "SINCE", width: 5, prio: 1, right: true},
-	{title: "REASON", width: 22, prio: 3},
+	{title: "REASON", width: 20, prio: 3},
 }
 
-// rolloutRow renders one device's part of a rollout; size is the
-// module's size, for the transfer's percentage.
-func rolloutRow(st *styles, r v1alpha1.DeviceRollout, size int64, cols []column, now time.Time) string {
-	progress := "-"
-	if r.Progress > 0 && size > 0 {
-		progress = strconv.FormatInt(min(100, r.Progress*100/size), 10) + "%"
+// rolloutLine is one device's part of a rollout as the detail shows it:
+// the row the daemon serves, with the transfer's progress, which the row
+// does not carry.
+type rolloutLine struct {
+	v1alpha1.DeviceRollout
+	progress string // "45%" while the target is on its way
+}
+
+// rolloutLineOf completes r with what the device's events (l, nil when
+// none) told of app since: while the target version is on its way, the
+// device is transferring it, whatever its stored status says yet.
+func rolloutLineOf(r v1alpha1.DeviceRollout, l *deviceLive, app string) rolloutLine {
+	line := rolloutLine{DeviceRollout: r}
+	if l == nil {
+		return line
 	}
+	if ev, ok := l.apps[app]; ok && ev.Version == r.Target && inTransfer(ev) {
+		line.State, line.Reason, line.progress = "Transferring", "", percent(ev.Sent, ev.Total)
+	}
+	return line
+}
+
+// rolloutRow renders one device's part of a rollout; "-" is a version
+// the device does not run, or a progress it has not.
+func rolloutRow(st *styles, r rolloutLine, cols []column, now time.Time) string {
 	return tableRow(cols, map[string]string{
 		"DEVICE":   r.Device,
-		"VERSION":  r.Version,
+		"VERSION":  orDash(r.Version),
+		"TARGET":   orDash(r.Target),
 		"STATE":    st.state(r.State),
-		"PROGRESS": progress,
+		"PROGRESS": orDash(r.progress),
 		"SINCE":    age(r.Since, now),
 		"REASON":   r.Reason,
 	})
@@ -226,10 +248,17 @@ func renderAppHead(st *styles, a *v1alpha1.Application, now time.Time, width int
 		phase += st.warn.Render(" (" + strings.Join(flags, ", ") + ")")
 	}
 	field("Phase", phase)
+	if ready := readyText(st, a); ready != "" {
+		field("Ready", ready)
+	}
 	field("Version", a.Spec.Version+st.dim.Render("  module "+shortSHA(a.Spec.Module.SHA256)+" "+byteSize(a.Spec.Module.Size)))
+	field("Revision", revisionText(st, s))
 	barW := max(10, min(30, width-40))
 	field("Rollout", rolloutBar(st, int(s.Running), int(s.Transferring), int(s.Failed), int(s.Targeted), barW)+
 		fmt.Sprintf(" %d/%d running, %d transferring, %d failed", s.Running, s.Targeted, s.Transferring, s.Failed))
+	if rest := restCounts(s); rest != "" {
+		field("", rest)
+	}
 	var target []string
 	if len(a.Spec.Target.Devices) > 0 {
 		target = append(target, "devices "+strings.Join(a.Spec.Target.Devices, ","))
@@ -247,15 +276,84 @@ func renderAppHead(st *styles, a *v1alpha1.Application, now time.Time, width int
 		batch = fmt.Sprintf("%d at a time", ro.BatchSize)
 	}
 	field("Strategy", fmt.Sprintf("%s, max failures %d, healthy after %ds", batch, ro.MaxFailures, ro.HealthySeconds))
-	if rb := s.RolledBack; rb != nil {
-		field("Rolled back", st.warn.Render(fmt.Sprintf("%s -> %s", rb.From, rb.To))+st.dim.Render(" "+age(&rb.Time, now)+" ago: "+rb.Reason))
+	if ab := s.Aborted; ab != nil {
+		// The reason, which can be long, has a line of its own, so that
+		// where the devices went is never cut.
+		field("Aborted", abortText(st, ab, now))
+		field("", st.dim.Render(ab.Reason))
 	}
-	if n := len(s.History); n > 0 {
-		var hist []string
-		for i := n - 1; i >= 0 && i >= n-4; i-- {
-			hist = append(hist, s.History[i].Version)
-		}
-		field("History", strings.Join(hist, ", ")+st.dim.Render(" (newest first)"))
+	if h := historyText(s.History); h != "" {
+		field("History", h+st.dim.Render(" (newest first)"))
 	}
 	return b.String()
+}
+
+// readyText is the application's Ready condition: yes, or no in the
+// color of the phase that keeps it from being ready, then why; "" before
+// the daemon set it.
+func readyText(st *styles, a *v1alpha1.Application) string {
+	for _, c := range a.Status.Conditions {
+		if c.Type != "Ready" {
+			continue
+		}
+		status := st.health(healthOf(string(appPhase(a))), "no")
+		switch c.Status {
+		case metav1.ConditionTrue:
+			status = st.ok.Render("yes")
+		case metav1.ConditionUnknown:
+			status = st.neutral.Render("unknown")
+		}
+		return conditionText(st, status, c)
+	}
+	return ""
+}
+
+// revisionText is the revision the devices are being moved to and the
+// last one that passed the health gate on every device.
+func revisionText(st *styles, s v1alpha1.ApplicationStatus) string {
+	current, stable := s.CurrentRevision, s.StableRevision
+	if current == "" {
+		current = st.dim.Render("none")
+	}
+	if stable == "" {
+		stable = st.dim.Render("none yet")
+	}
+	return "current " + current + ", stable " + stable
+}
+
+// restCounts names the targeted devices the rollout bar leaves as dots,
+// by why they are not there yet: "2 pending, 1 waiting (offline)"; ""
+// when there are none.
+func restCounts(s v1alpha1.ApplicationStatus) string {
+	var parts []string
+	for _, c := range []struct {
+		n    int32
+		what string
+	}{{s.Pending, "pending"}, {s.Waiting, "waiting (offline)"}, {s.Stopped, "stopped"}} {
+		if c.n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", c.n, c.what))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// abortText is which version an aborted rollout abandoned, when, and
+// where its devices went: back to the stable revision, or, with none,
+// nowhere (the app is stopped).
+func abortText(st *styles, ab *v1alpha1.Abort, now time.Time) string {
+	back := "back on v" + ab.RolledBackTo
+	if ab.RolledBackTo == "" {
+		back = st.bad.Render("no stable revision: stopped")
+	}
+	return st.warn.Render("v"+ab.Version) + st.dim.Render(" "+age(&ab.Time, now)+" ago") + "; " + back
+}
+
+// historyText is the newest revisions, newest first, each with how many
+// targeted devices run it: "2 on 1 device, 1 on 3 devices"; "" for none.
+func historyText(h []v1alpha1.Revision) string {
+	var out []string
+	for i := len(h) - 1; i >= 0 && i >= len(h)-4; i-- {
+		out = append(out, h[i].Version+" on "+plural(int(h[i].Devices), "device"))
+	}
+	return strings.Join(out, ", ")
 }

@@ -57,6 +57,11 @@ type deviceLive struct {
 	rttSeenAt time.Time // status.lastSeen of the last sample
 }
 
+// inTransfer reports whether ev, an app's latest event on a device,
+// is a module on its way: a progress event of a transfer not yet
+// complete. The device's report of the module (an app event) ends it.
+func inTransfer(ev api.AppEvent) bool { return ev.Total > 0 && ev.Sent < ev.Total }
+
 // telemetry is the last values an app reported.
 type telemetry struct {
 	values map[string]float64

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	tea "github.com/charmbracelet/bubbletea"
@@ -172,12 +173,17 @@ func nextBackoff(d time.Duration) time.Duration {
 	return min(2*d, maxBackoff)
 }
 
-// livePoll is how often an open device detail reads its device again:
-// round trips and last-seen times change with every heartbeat and are
-// never stored, so no resource event carries them.
+// livePoll is how often an open detail reads again what the cache does
+// not hold: a device's round trips and last-seen times, which change with
+// every heartbeat and are never stored, so no resource event carries
+// them; an application's devices, which its status only counts.
 const livePoll = 2 * time.Second
 
-// livePollMsg asks the device detail of poll id to read its device.
+// polls numbers the detail views' live polls, so that a view opened again
+// polls once.
+var polls atomic.Int64
+
+// livePollMsg asks the detail view of poll id to read again.
 type livePollMsg struct{ id int }
 
 // liveDeviceMsg is a device read for the device detail of poll id.
@@ -201,6 +207,29 @@ func liveDeviceCmd(c *client.Client, id int, device string) tea.Cmd {
 			dev = nil
 		}
 		return liveDeviceMsg{id, dev}
+	}
+}
+
+// appDevicesMsg is the devices an application targets, each with its
+// part of the rollout, read for the application detail of poll id; err
+// says why they could not be read.
+type appDevicesMsg struct {
+	id   int
+	rows []v1alpha1.DeviceRollout
+	err  error
+}
+
+// appDevicesCmd reads every device app targets, a page at a time (GET
+// /api/v1/applications/{name}/devices), sorted by name.
+func appDevicesCmd(c *client.Client, id int, app string) tea.Cmd {
+	return func() tea.Msg {
+		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+		defer cancel()
+		list, err := c.ListApplicationDevices(ctx, app, "")
+		if err != nil {
+			return appDevicesMsg{id: id, err: err}
+		}
+		return appDevicesMsg{id: id, rows: list.Items}
 	}
 }
 

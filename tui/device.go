@@ -4,12 +4,12 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/charmbracelet/bubbles/key"
 	"github.com/charmbracelet/bubbles/viewport"
 	tea "github.com/charmbracelet/bubbletea"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"wasmbed.io/wasmbed/crds/v1alpha1"
 )
@@ -36,9 +36,9 @@ func deviceApps(d *v1alpha1.Device, l *deviceLive) []deviceAppLine {
 				line = &deviceAppLine{name: name, version: ev.Version, state: ev.State, reason: ev.Reason}
 				byName[name] = line
 			}
-			if ev.Total > 0 && ev.Sent < ev.Total && (line.version == ev.Version || line.version == "") {
+			if inTransfer(ev) && (line.version == ev.Version || line.version == "") {
 				line.state = "transferring"
-				line.progress = strconv.FormatUint(ev.Sent*100/ev.Total, 10) + "%"
+				line.progress = percent(ev.Sent, ev.Total)
 			}
 		}
 	}
@@ -108,13 +108,7 @@ func renderDevice(st *styles, d *v1alpha1.Device, l *deviceLive, now time.Time, 
 		if c.Status != "True" && c.Status != "False" {
 			v = string(c.Status)
 		}
-		if c.Reason != "" {
-			v += st.dim.Render(" " + c.Reason)
-		}
-		if c.Message != "" {
-			v += st.dim.Render(": " + c.Message)
-		}
-		field(c.Type, v)
+		field(c.Type, conditionText(st, v, c))
 	}
 
 	section("Capabilities")
@@ -165,6 +159,18 @@ func renderDevice(st *styles, d *v1alpha1.Device, l *deviceLive, now time.Time, 
 		}
 	}
 	return strings.TrimSuffix(b.String(), "\n")
+}
+
+// conditionText is a condition's status, as the caller words it, then
+// its reason and message, dim.
+func conditionText(st *styles, status string, c metav1.Condition) string {
+	if c.Reason != "" {
+		status += st.dim.Render(" " + c.Reason)
+	}
+	if c.Message != "" {
+		status += st.dim.Render(": " + c.Message)
+	}
+	return status
 }
 
 // Sparkline levels, lowest first: block characters, and digits where the
@@ -230,9 +236,6 @@ type deviceView struct {
 	poll    int // this view's live poll, so that a view opened again polls once
 }
 
-// polls numbers device views' live polls.
-var polls atomic.Int64
-
 func newDeviceView(sh *shared, name string) *deviceView {
 	v := &deviceView{sh: sh, name: name, vp: viewport.New(0, 0), acts: newDeviceActionKeys(),
 		console: key.NewBinding(key.WithKeys("c"), key.WithHelp("c", "console: attach to the board")),
@@ -243,6 +246,8 @@ func newDeviceView(sh *shared, name string) *deviceView {
 
 // Init starts the live poll, which lasts while the view is open.
 func (v *deviceView) Init() tea.Cmd { return livePollCmd(v.poll) }
+
+func (v *deviceView) Poll() int { return v.poll }
 
 func (v *deviceView) SetSize(w, h int) {
 	v.width, v.vp.Width, v.vp.Height = w, w, h

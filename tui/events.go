@@ -68,7 +68,7 @@ func eventDetail(e api.Event) string {
 		}
 		s := app() + " transfer " + byteSize(int64(e.App.Sent))
 		if e.App.Total > 0 {
-			s += "/" + byteSize(int64(e.App.Total)) + " " + strconv.FormatUint(e.App.Sent*100/e.App.Total, 10) + "%"
+			s += "/" + byteSize(int64(e.App.Total)) + " " + percent(e.App.Sent, e.App.Total)
 		} else if e.App.State != "" {
 			s += " " + e.App.State
 		}

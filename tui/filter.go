@@ -30,7 +30,7 @@ type field struct{ name, value string }
 var fieldNames = map[string]bool{
 	"name": true, "board": true, "gateway": true, "phase": true,
 	"version": true, "endpoint": true, "type": true, "subject": true, "detail": true,
-	"device": true, "state": true, "reason": true,
+	"device": true, "target": true, "state": true, "reason": true,
 }
 
 // filter is what the / prompt holds: terms separated by spaces, all of
@@ -187,10 +187,12 @@ func (f filter) matchGateway(g *v1alpha1.Gateway) bool {
 }
 
 // matchRollout applies the filter to a device's part of the rollout: its
-// device, version, state and reason as text.
+// device, the version it runs, its target version, state and reason as
+// text.
 func (f filter) matchRollout(r v1alpha1.DeviceRollout) bool {
 	if f.empty() {
 		return true
 	}
-	return f.match(nil, field{"device", r.Device}, field{"version", r.Version}, field{"state", r.State}, field{"reason", r.Reason})
+	return f.match(nil, field{"device", r.Device}, field{"version", r.Version}, field{"target", r.Target},
+		field{"state", r.State}, field{"reason", r.Reason})
 }

@@ -137,6 +137,27 @@ func byteSize(n int64) string {
 	return strconv.FormatFloat(float64(n)/(1024*1024), 'f', 1, 64) + "M"
 }
 
+// orDash is s, or "-" for an empty value, as a table's cell shows it.
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// percent renders part of total, which is not 0, as a whole percentage:
+// 45%.
+func percent(part, total uint64) string { return strconv.FormatUint(part*100/total, 10) + "%" }
+
+// plural renders n of a noun, the noun plural but for one: 1 device, 2
+// devices, 0 devices.
+func plural(n int, noun string) string {
+	if n != 1 {
+		noun += "s"
+	}
+	return strconv.Itoa(n) + " " + noun
+}
+
 // health is how a state reads at a glance; it picks the color.
 type health int
 

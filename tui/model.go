@@ -277,7 +277,7 @@ func (m *Model) update(msg tea.Msg) tea.Cmd {
 		}
 		var cmd tea.Cmd
 		if m.sh.cache.apply(msg.event) {
-			cmd = m.changed()
+			cmd = tea.Batch(m.changed(), m.watch(msg.event))
 		}
 		return tea.Batch(cmd, nextEventCmd(m.gen, m.stream))
 	case badEventMsg:
@@ -353,6 +353,8 @@ func (m *Model) update(msg tea.Msg) tea.Cmd {
 		return m.routeLive(msg.id, msg)
 	case liveDeviceMsg:
 		return m.routeLive(msg.id, msg)
+	case appDevicesMsg:
+		return m.routeLive(msg.id, msg)
 	}
 	v, cmd := m.active().Update(msg)
 	m.stack[len(m.stack)-1] = v
@@ -374,18 +376,30 @@ func (m *Model) routeConsole(msg consoleMsg) tea.Cmd {
 	return nil
 }
 
-// routeLive hands a live poll's message to the device view of that poll
+// routeLive hands a live poll's message to the view of that poll
 // wherever it is on the stack (under a console, say); once the view is
 // closed, the poll ends.
 func (m *Model) routeLive(id int, msg tea.Msg) tea.Cmd {
 	for i, v := range m.stack {
-		if d, ok := v.(*deviceView); ok && d.poll == id {
-			nv, cmd := d.Update(msg)
+		if p, ok := v.(poller); ok && p.Poll() == id {
+			nv, cmd := v.Update(msg)
 			m.stack[i] = nv
 			return cmd
 		}
 	}
 	return nil
+}
+
+// watch shows an event the cache took to the views on the stack that
+// hold more than the cache, which may read again.
+func (m *Model) watch(e api.Event) tea.Cmd {
+	var cmds []tea.Cmd
+	for _, v := range m.stack {
+		if w, ok := v.(watcher); ok {
+			cmds = append(cmds, w.Watch(e))
+		}
+	}
+	return tea.Batch(cmds...)
 }
 
 func (m *Model) dropStream() {

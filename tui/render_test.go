@@ -261,17 +261,132 @@ func TestAppRow(t *testing.T) {
 	}
 }
 
+// TestRolloutRow renders the rows the daemon serves for an application's
+// devices, and one completed by a transfer the event stream reports.
 func TestRolloutRow(t *testing.T) {
 	st := newStyles()
-	app := load[v1alpha1.Application](t, "application.json")
-	now := app.Status.Devices[0].Since.Add(90 * time.Second)
+	rows := load[v1alpha1.DeviceRolloutList](t, "application-devices.json").Items
+	now := rows[0].Since.Add(90 * time.Second)
 	cols := layoutColumns(rolloutColumns, 80)
-	r := app.Status.Devices[0]
-	r.State, r.Progress, r.Reason = "Transferring", 309, ""
-	got := rolloutRow(st, r, app.Spec.Module.Size, cols, now)
-	want := "dev-a             1         Transferring      50%    1m                       "
+	got := tableHeader(st, cols, "", false) + "\n" + withGutter(st, rolloutRow(st, rolloutLineOf(rows[0], nil, "sensor"), cols, now), false, 80)
+	want := "" +
+		"  DEVICE      VERSION  TARGET   STATE        PROGRESS SINCE REASON              \n" +
+		"  dev-a       1        1        Running             -    1m                     "
 	if got != want {
-		t.Errorf("rollout row:\n%q\nwant:\n%q", got, want)
+		t.Errorf("rollout row:\n%s\nwant:\n%s", got, want)
+	}
+
+	// Version 2 on its way to a device that runs 1 and, as stored, waits
+	// for its batch: half of it is sent.
+	r := rows[0]
+	r.Target, r.State, r.Since = "2", "Pending", nil
+	live := &deviceLive{apps: map[string]api.AppEvent{"sensor": {Name: "sensor", Version: "2", State: "transferring", Sent: 309, Total: 618}}}
+	got = rolloutRow(st, rolloutLineOf(r, live, "sensor"), cols, now)
+	want = "dev-a       1        2        Transferring      50%     -                     "
+	if got != want {
+		t.Errorf("transferring row:\n%q\nwant:\n%q", got, want)
+	}
+	// A transfer of another version, or of another app, is not this one.
+	for _, ev := range []api.AppEvent{
+		{Name: "sensor", Version: "3", Sent: 309, Total: 618},
+		{Name: "sensor", Version: "2", State: "running"}, // the device's report ends it
+	} {
+		live.apps["sensor"] = ev
+		if line := rolloutLineOf(r, live, "sensor"); line.State != "Pending" || line.progress != "" {
+			t.Errorf("with event %+v the row is %s %q, want Pending without progress", ev, line.State, line.progress)
+		}
+	}
+	if line := rolloutLineOf(r, live, "other"); line.State != "Pending" {
+		t.Errorf("another app's row is %s", line.State)
+	}
+
+	// A device that runs nothing of the app yet.
+	r = rows[1]
+	r.Version, r.State, r.Reason, r.Since = "", "Waiting", "device is offline", nil
+	got = rolloutRow(st, rolloutLineOf(r, nil, "sensor"), cols, now)
+	want = "dev-b       -        1        Waiting             -     - device is offline   "
+	if got != want {
+		t.Errorf("waiting row:\n%q\nwant:\n%q", got, want)
+	}
+}
+
+// TestAppHead renders the head of the application detail: a settled
+// rollout as the daemon answered it, then an upgrade aborted back to the
+// stable revision, and one with no stable revision to go back to.
+func TestAppHead(t *testing.T) {
+	st := newStyles()
+	app := load[v1alpha1.Application](t, "application.json")
+	now := app.Status.History[0].Time.Add(5 * time.Minute)
+	got := renderAppHead(st, app, now, 80)
+	want := "" +
+		"  Phase     Running                                                             \n" +
+		"  Ready     yes RolledOut: version 1 runs on all 2 devices                      \n" +
+		"  Version   1  module 4240f31b250f 618B                                         \n" +
+		"  Revision  current 1, stable 1                                                 \n" +
+		"  Rollout   ██████████████████████████████ 2/2 running, 0 transferring, 0 failed\n" +
+		"  Target    selector fleet=test                                                 \n" +
+		"  Strategy  1 at a time, max failures 0, healthy after 1s                       \n" +
+		"  History   1 on 2 devices (newest first)                                       \n"
+	if got != want {
+		t.Errorf("head:\n%s\nwant:\n%s", got, want)
+	}
+
+	aborted := app.DeepCopy()
+	s := &aborted.Status
+	aborted.Spec.Version = "2"
+	s.Phase, s.CurrentRevision = v1alpha1.AppRolledBack, "1"
+	s.Targeted, s.Running, s.Failed, s.Pending, s.Waiting = 4, 1, 1, 1, 1
+	s.History = append(s.History, v1alpha1.Revision{Version: "2", Time: metav1.Time{Time: now.Add(-time.Minute)}, Devices: 1})
+	s.History[0].Devices = 2
+	reason := "1 of 4 devices failed version 2 (limit 0): dev-a: trap"
+	s.Aborted = &v1alpha1.Abort{Generation: 2, Version: "2", RolledBackTo: "1", Reason: reason, Time: metav1.Time{Time: now.Add(-30 * time.Second)}}
+	s.Conditions[1].Status, s.Conditions[1].Reason, s.Conditions[1].Message = metav1.ConditionFalse, "RollingBack", reason+"; returning to the stable version 1"
+	got = renderAppHead(st, aborted, now, 80)
+	for _, line := range []string{
+		"  Ready     no RollingBack: 1 of 4 devices failed version 2 (limit 0): dev-a: t…",
+		"  Revision  current 1, stable 1",
+		"  Rollout   ███████xxxxxxx················ 1/4 running, 0 transferring, 1 failed",
+		"            1 pending, 1 waiting (offline)",
+		"  Aborted   v2 30s ago; back on v1",
+		"            " + reason,
+		"  History   2 on 1 device, 1 on 2 devices (newest first)",
+	} {
+		if !strings.Contains(got, line) {
+			t.Errorf("aborted head has no line %q:\n%s", line, got)
+		}
+	}
+
+	s.Aborted.RolledBackTo, s.CurrentRevision, s.StableRevision = "", "", ""
+	got = renderAppHead(st, aborted, now, 80)
+	for _, line := range []string{"  Revision  current none, stable none yet", "  Aborted   v2 30s ago; no stable revision: stopped"} {
+		if !strings.Contains(got, line) {
+			t.Errorf("head aborted with no stable revision has no line %q:\n%s", line, got)
+		}
+	}
+}
+
+// TestFilterRollout filters an application's devices on their fields,
+// the target version among them.
+func TestFilterRollout(t *testing.T) {
+	r := v1alpha1.DeviceRollout{Device: "dev-a", Version: "1", Target: "2", State: "Failed", Reason: "trap"}
+	for _, tc := range []struct {
+		filter string
+		want   bool
+	}{
+		{"", true},
+		{"dev-a", true},
+		{"trap", true},
+		{"version:1", true},
+		{"version:2", false},
+		{"target:2", true},
+		{"target:1", false},
+		{"state:failed", true},
+		{"state:running", false},
+		{"device:dev", false},
+	} {
+		if got := parseFilter(tc.filter).matchRollout(r); got != tc.want {
+			t.Errorf("filter %q on %+v = %v, want %v", tc.filter, r, got, tc.want)
+		}
 	}
 }
 

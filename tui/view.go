@@ -7,6 +7,7 @@ import (
 	"github.com/charmbracelet/bubbles/key"
 	tea "github.com/charmbracelet/bubbletea"
 
+	"wasmbed.io/wasmbed/daemon/api"
 	"wasmbed.io/wasmbed/daemon/client"
 )
 
@@ -40,6 +41,15 @@ type (
 	fullScreen interface{ FullScreen() }
 	// closer views hold a stream to end when they are left.
 	closer interface{ Close() }
+	// poller views read the daemon again every livePoll while they are
+	// open, under a poll id of their own: the root hands them the
+	// messages of that poll wherever they are on the stack, and once
+	// they are closed the poll ends.
+	poller interface{ Poll() int }
+	// watcher views hold what they read beyond the cache; each event the
+	// cache takes is shown to them, so that they may read again when it
+	// says what they hold changed.
+	watcher interface{ Watch(api.Event) tea.Cmd }
 )
 
 // shared is what the root model hands its views: the daemon client, the

@@ -1,6 +1,7 @@
 package tui
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/muesli/termenv"
 
 	"wasmbed.io/wasmbed/crds/v1alpha1"
+	"wasmbed.io/wasmbed/daemon/api"
 	"wasmbed.io/wasmbed/daemon/client"
 )
 
@@ -369,6 +371,7 @@ func TestFilterOffered(t *testing.T) {
 	if !ok {
 		t.Fatalf("enter opened %T", m.active())
 	}
+	m.Update(appDevicesMsg{id: v.poll, rows: load[v1alpha1.DeviceRolloutList](t, "application-devices.json").Items})
 	if !strings.Contains(footerOf(m), "</> filter") || !strings.Contains(helpOf(t, m), "filter: ") {
 		t.Errorf("the application detail does not offer its filter: %q", footerOf(m))
 	}
@@ -449,5 +452,95 @@ func TestEscGoesBack(t *testing.T) {
 	do(m, m.key(press("esc")))
 	if got := name(); got != "Gateways (2)" {
 		t.Errorf("esc after the detail shows %q, want the gateways", got)
+	}
+}
+
+// TestAppDetailReads: the application detail reads its devices when it
+// opens, every livePoll while a read is not on its way, and again when
+// the application changes (after the read on its way, when one is); its
+// poll's messages reach it under a device opened over it, and end once
+// it is closed.
+func TestAppDetailReads(t *testing.T) {
+	m := navFleet(t)
+	app := load[v1alpha1.Application](t, "application.json")
+	m.sh.cache.putApp(app)
+	rows := load[v1alpha1.DeviceRolloutList](t, "application-devices.json").Items
+	do(m, m.jump("apps", nil))
+	cmd := m.key(press("enter"))
+	opened := cmd().(pushMsg)
+	v := opened.v.(*appView)
+	if m.Update(opened); m.active() != v || !v.reading {
+		t.Fatalf("enter opened %T, reading %v", m.active(), v.reading)
+	}
+	if got := v.View(); !strings.Contains(got, "reading the devices...") {
+		t.Errorf("before the first read the view shows:\n%s", got)
+	}
+
+	// A failed first read says why; the next one brings the rows.
+	m.Update(appDevicesMsg{id: v.poll, err: errors.New("connection refused")})
+	if got := v.View(); v.reading || !strings.Contains(got, "devices not read: connection refused") {
+		t.Errorf("after a failed read (reading %v) the view shows:\n%s", v.reading, got)
+	}
+	if cmd := v.Watch(resourceEvent(t, 1, v1alpha1.KindApplication, "MODIFIED", app)); cmd == nil || !v.reading {
+		t.Fatal("a change of the application did not read the devices")
+	}
+	m.Update(appDevicesMsg{id: v.poll, rows: rows})
+	if len(v.rows) != 2 || v.reading || !strings.Contains(v.View(), "dev-b") {
+		t.Fatalf("after a read: %d rows, reading %v", len(v.rows), v.reading)
+	}
+
+	// Events of other objects read nothing; a change while a read is on
+	// its way reads once more after it.
+	other := app.DeepCopy()
+	other.Name = "other"
+	for _, e := range []api.Event{
+		resourceEvent(t, 2, v1alpha1.KindApplication, "MODIFIED", other),
+		resourceEvent(t, 3, v1alpha1.KindDevice, "MODIFIED", load[v1alpha1.Device](t, "device.json")),
+		{Seq: 4, Type: api.EventApp, Device: "dev-a", App: &api.AppEvent{Name: "sensor", State: "running"}},
+	} {
+		if cmd := v.Watch(e); cmd != nil || v.reading {
+			t.Errorf("event %s %s/%s read the devices", e.Type, e.Kind, e.Name)
+		}
+	}
+	_, cmd = v.Update(livePollMsg{id: v.poll})
+	if cmd == nil || !v.reading {
+		t.Fatal("the live poll did not read the devices")
+	}
+	if cmd := v.Watch(resourceEvent(t, 5, v1alpha1.KindApplication, "MODIFIED", app)); cmd != nil || !v.again {
+		t.Fatalf("a change during a read: cmd %v, again %v", cmd != nil, v.again)
+	}
+	if _, cmd := v.Update(livePollMsg{id: v.poll}); cmd == nil {
+		t.Error("a live poll during a read ended the poll")
+	}
+	if _, cmd := v.Update(appDevicesMsg{id: v.poll, rows: rows[:1]}); cmd == nil || !v.reading || v.again {
+		t.Errorf("the read after a change: cmd %v, reading %v, again %v", cmd != nil, v.reading, v.again)
+	}
+	if len(v.rows) != 1 {
+		t.Errorf("after reading one row the view has %d", len(v.rows))
+	}
+	// A failed read keeps the rows read before.
+	m.Update(appDevicesMsg{id: v.poll, err: errors.New("connection refused")})
+	if len(v.rows) != 1 || strings.Contains(v.View(), "devices not read") {
+		t.Errorf("a failed read after a good one: %d rows, view:\n%s", len(v.rows), v.View())
+	}
+
+	// Under a device, the poll goes on; once closed, it ends.
+	do(m, m.key(press("enter")))
+	if _, ok := m.active().(*deviceView); !ok {
+		t.Fatalf("enter opened %T", m.active())
+	}
+	if m.Update(appDevicesMsg{id: v.poll, rows: rows}); len(v.rows) != 2 {
+		t.Errorf("a read under the device view did not reach the application: %d rows", len(v.rows))
+	}
+	if _, cmd := m.Update(livePollMsg{id: v.poll}); cmd == nil {
+		t.Error("the poll under the device view ended")
+	}
+	m.Update(press("esc"))
+	m.Update(press("esc"))
+	if _, cmd := m.Update(livePollMsg{id: v.poll}); cmd != nil || len(m.stack) != 1 {
+		t.Errorf("the poll outlived the application detail (%d views open)", len(m.stack))
+	}
+	if cmd := m.watch(resourceEvent(t, 6, v1alpha1.KindApplication, "MODIFIED", app)); cmd != nil {
+		t.Error("a change of the application read its devices after the detail closed")
 	}
 }

@@ -13,6 +13,8 @@ import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 // +kubebuilder:printcolumn:name="Targeted",type=integer,JSONPath=`.status.targeted`
 // +kubebuilder:printcolumn:name="Running",type=integer,JSONPath=`.status.running`
 // +kubebuilder:printcolumn:name="Failed",type=integer,JSONPath=`.status.failed`
+// +kubebuilder:printcolumn:name="Stable",type=string,JSONPath=`.status.stableRevision`,priority=1
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 type Application struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
@@ -61,8 +63,8 @@ type Rollout struct {
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=100
 	BatchPercent int32 `json:"batchPercent,omitempty"`
-	// MaxFailures is how many devices may fail before the rollout stops and
-	// rolls back.
+	// MaxFailures is how many devices may fail before the rollout is
+	// aborted and the devices return to the stable revision.
 	// +kubebuilder:validation:Minimum=0
 	MaxFailures int32 `json:"maxFailures,omitempty"`
 	// HealthySeconds is how long an app must run without a trap to count as
@@ -93,30 +95,57 @@ const (
 	AppRolledBack ApplicationPhase = "RolledBack"
 )
 
-// ApplicationStatus is the reported state of an Application.
+// ApplicationStatus is the reported state of an Application. Its size
+// does not grow with the fleet: each device's part of the rollout lives on
+// the Device (status.apps) and is served per application by the API
+// (GET /api/v1/applications/{name}/devices).
 type ApplicationStatus struct {
 	ObservedGeneration int64            `json:"observedGeneration,omitempty"`
 	Phase              ApplicationPhase `json:"phase,omitempty"`
-	Targeted           int32            `json:"targeted"`
-	Transferring       int32            `json:"transferring"`
-	Running            int32            `json:"running"`
-	Failed             int32            `json:"failed"`
-	// Devices is the per-device rollout state, sorted by device.
-	Devices []DeviceRollout `json:"devices,omitempty"`
-	// History lists the revisions rolled out, newest last, for rollback.
+	// The targeted devices, and how many are in each rollout state.
+	Targeted     int32 `json:"targeted"`
+	Pending      int32 `json:"pending,omitempty"` // waiting for their batch
+	Waiting      int32 `json:"waiting,omitempty"` // offline
+	Transferring int32 `json:"transferring"`
+	Running      int32 `json:"running"` // running or ran to completion
+	Stopped      int32 `json:"stopped,omitempty"`
+	Failed       int32 `json:"failed"`
+	// CurrentRevision is the version the devices are being moved to: the
+	// spec's, or the stable one after an aborted rollout.
+	CurrentRevision string `json:"currentRevision,omitempty"`
+	// StableRevision is the last version that passed the health gate on
+	// every targeted device; an aborted rollout returns to it.
+	StableRevision string `json:"stableRevision,omitempty"`
+	// History lists the revisions rolled out, newest last, at most ten.
 	History []Revision `json:"history,omitempty"`
-	// RolledBack is set when the controller rolled the app back by itself
-	// because failures exceeded the rollout's limit.
-	RolledBack *Rollback `json:"rolledBack,omitempty"`
+	// FailedDevices names some of the failed devices (at most 10, by name)
+	// and why; status.failed counts them all.
+	FailedDevices []DeviceFailure `json:"failedDevices,omitempty"`
+	// Aborted is set when the rollout of the spec's generation failed on
+	// more devices than it allows. The spec is left as its owner wrote
+	// it: nothing more of the aborted revision is sent until the spec
+	// changes.
+	Aborted *Abort `json:"aborted,omitempty"`
 	// +listType=map
 	// +listMapKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 }
 
-// DeviceRollout is one device's part of a rollout.
+// DeviceFailure is one failed device of a rollout.
+type DeviceFailure struct {
+	Device  string `json:"device"`
+	Version string `json:"version,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+// DeviceRollout is one device's part of a rollout, as the API serves it
+// from the device's status (it is not stored on the Application).
 type DeviceRollout struct {
-	Device  string       `json:"device"`
+	Device string `json:"device"`
+	// Version is the version the device runs; Target the one it is meant
+	// to run.
 	Version string       `json:"version,omitempty"`
+	Target  string       `json:"target,omitempty"`
 	State   string       `json:"state"`
 	Reason  string       `json:"reason,omitempty"`
 	Since   *metav1.Time `json:"since,omitempty"`
@@ -124,21 +153,33 @@ type DeviceRollout struct {
 	Progress int64 `json:"progress,omitempty"`
 }
 
+// DeviceRolloutList is a page of an application's devices.
+type DeviceRolloutList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []DeviceRollout `json:"items"`
+}
+
 // Revision is one version an Application has rolled out.
 type Revision struct {
 	Version string      `json:"version"`
 	Module  ModuleRef   `json:"module"`
 	Time    metav1.Time `json:"time"`
+	// Devices is how many targeted devices run it.
+	Devices int32 `json:"devices"`
 }
 
-// Rollback records an automatic rollback.
-type Rollback struct {
-	From   string      `json:"from"` // version abandoned
-	To     string      `json:"to"`   // version restored
-	Reason string      `json:"reason"`
-	Time   metav1.Time `json:"time"`
-	// Generation is the spec generation the rollback wrote.
+// Abort records a rollout stopped by its failures.
+type Abort struct {
+	// Generation is the spec generation whose rollout was aborted.
 	Generation int64 `json:"generation"`
+	// Version is the revision abandoned.
+	Version string `json:"version"`
+	// RolledBackTo is the stable revision the devices were returned to;
+	// empty when there was none, and the app was stopped.
+	RolledBackTo string      `json:"rolledBackTo,omitempty"`
+	Reason       string      `json:"reason"`
+	Time         metav1.Time `json:"time"`
 }
 
 // ApplicationList is a list of Applications.

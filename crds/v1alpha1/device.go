@@ -95,6 +95,14 @@ type DeviceApp struct {
 	State    string `json:"state"`
 	Reason   string `json:"reason,omitempty"`
 	Previous string `json:"previous,omitempty"`
+	// Target is the version being delivered to the device when it is not
+	// the one it runs.
+	Target string `json:"target,omitempty"`
+	// TargetFailed says why the device refused Target, or it could not be
+	// sent; the device runs what Version and State say.
+	TargetFailed string `json:"targetFailed,omitempty"`
+	// Since is when the app entered State (or its version changed).
+	Since *metav1.Time `json:"since,omitempty"`
 }
 
 // BoardStatus is an emulated board's state.

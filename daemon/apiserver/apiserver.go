@@ -239,6 +239,7 @@ func (s *server) routeTable() []route {
 		{pattern: "GET " + p + "/applications/{name}", h: s.getApplication},
 		{pattern: "PUT " + p + "/applications/{name}", h: s.updateApplication},
 		{pattern: "DELETE " + p + "/applications/{name}", h: s.deleteApplication},
+		{pattern: "GET " + p + "/applications/{name}/devices", h: s.listApplicationDevices},
 		{pattern: "POST " + p + "/applications/{name}/pause", h: s.appAction(pauseApp)},
 		{pattern: "POST " + p + "/applications/{name}/resume", h: s.appAction(resumeApp)},
 		{pattern: "POST " + p + "/applications/{name}/stop", h: s.appAction(stopApp)},

@@ -24,6 +24,7 @@ import (
 	"wasmbed.io/wasmbed/daemon/api"
 	"wasmbed.io/wasmbed/daemon/apiserver"
 	"wasmbed.io/wasmbed/daemon/client"
+	"wasmbed.io/wasmbed/daemon/controller"
 	"wasmbed.io/wasmbed/docs"
 	"wasmbed.io/wasmbed/gateway"
 	"wasmbed.io/wasmbed/gateway/pki"
@@ -1184,4 +1185,107 @@ func TestPages(t *testing.T) {
 			t.Errorf("ListDevicesPage(%+v) = %v, want a 400 on %s", tc.opts, err, tc.field)
 		}
 	}
+}
+
+// TestApplicationDevices: an application's devices are served from their
+// status, filtered by state and paged, for a target by name and by label.
+func TestApplicationDevices(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	mod, err := h.c.UploadModule(ctx, bytes.NewReader(wasm(t, "sensor.wasm")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 700 // more than one page of the store's scan
+	failed := map[string]bool{}
+	for i := range n {
+		name := fmt.Sprintf("ad-%04d", i)
+		labels := map[string]string{"fleet": "yes"}
+		if i%10 == 9 {
+			labels["fleet"] = "no"
+		}
+		if _, err := h.c.CreateDevice(ctx, device(name, "mps2-an385", labels)); err != nil {
+			t.Fatal(err)
+		}
+		if i%7 != 0 {
+			continue
+		}
+		// Every seventh device is online and reports the app: failed on
+		// every other one of those, else running.
+		d, err := h.store.Devices().Get(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.Status.Phase = v1alpha1.DeviceOnline
+		d.Status.Apps = []v1alpha1.DeviceApp{{Name: "sensor", Version: "1", SHA256: mod.SHA256, State: "running"}}
+		if i%14 == 0 {
+			d.Status.Apps[0].State, d.Status.Apps[0].Reason = "failed", "trap: unreachable"
+			if labels["fleet"] == "yes" || name == "ad-0009" {
+				failed[name] = true
+			}
+		}
+		if _, err := h.store.Devices().UpdateStatus(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	app := application("sensor", mod.SHA256, "1", "ad-0009") // ad-0009 by name, the rest by label
+	app.Spec.Target.Selector = &metav1.LabelSelector{MatchLabels: map[string]string{"fleet": "yes"}}
+	if _, err := h.c.CreateApplication(ctx, app); err != nil {
+		t.Fatal(err)
+	}
+
+	all, err := h.c.ListApplicationDevices(ctx, "sensor", "")
+	if want := n - n/10 + 1; err != nil || len(all.Items) != want {
+		t.Fatalf("ListApplicationDevices = %d rows, %v; want %d", len(all.Items), err, want)
+	}
+	states := map[string]int{}
+	for _, r := range all.Items {
+		states[r.State]++
+		if r.Target != "1" {
+			t.Fatalf("row %+v, want target 1", r)
+		}
+	}
+	if states[controller.RolloutFailed] != len(failed) || states[controller.RolloutWaiting] == 0 || states[controller.RolloutRunning] == 0 {
+		t.Errorf("states %v, want %d failed and some waiting and running", states, len(failed))
+	}
+
+	// The failed ones, two to a page.
+	var got []string
+	opts := client.ListOptions{Limit: 2}
+	for {
+		p, err := h.c.ListApplicationDevicesPage(ctx, "sensor", controller.RolloutFailed, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p.Items) == 0 || len(p.Items) > 2 {
+			t.Fatalf("page of %d rows, want 1 or 2", len(p.Items))
+		}
+		for _, r := range p.Items {
+			if !failed[r.Device] || r.Reason != "trap: unreachable" {
+				t.Errorf("row %+v, want a failed device with its reason", r)
+			}
+			got = append(got, r.Device)
+		}
+		if opts.Continue = p.Continue; opts.Continue == "" {
+			break
+		}
+	}
+	if len(got) != len(failed) || !slices.IsSorted(got) {
+		t.Errorf("failed devices paged = %v, want the %d failed ones sorted", got, len(failed))
+	}
+
+	// A target by name alone.
+	named := application("named", mod.SHA256, "1", "ad-0014", "ad-0001", "nope")
+	if _, err := h.c.CreateApplication(ctx, named); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := h.c.ListApplicationDevices(ctx, "named", "")
+	if err != nil || len(rows.Items) != 2 || rows.Items[0].Device != "ad-0001" || rows.Items[1].State != controller.RolloutPending {
+		t.Errorf("devices of a target by name = %+v, %v; want ad-0001 waiting, ad-0014 (online) pending", rows, err)
+	}
+
+	_, err = h.c.ListApplicationDevicesPage(ctx, "sensor", "Sleeping", client.ListOptions{})
+	wantAPIError(t, "ListApplicationDevices(bad state)", err, api.ReasonBadRequest, http.StatusBadRequest)
+	_, err = h.c.ListApplicationDevices(ctx, "ghost", "")
+	wantAPIError(t, "ListApplicationDevices(no such app)", err, api.ReasonNotFound, http.StatusNotFound)
 }

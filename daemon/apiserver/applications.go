@@ -4,9 +4,15 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
+	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 
 	"wasmbed.io/wasmbed/crds/v1alpha1"
 	"wasmbed.io/wasmbed/daemon/api"
+	"wasmbed.io/wasmbed/daemon/controller"
 	"wasmbed.io/wasmbed/daemon/store"
 )
 
@@ -144,10 +150,9 @@ func setFlag(f *bool, v bool) bool {
 	return true
 }
 
-// rollbackApp sets the spec's module and version to the revision rolled
-// out before the current one: the entry of status.history (newest last)
-// before the newest entry of the current version, or the newest entry
-// when the current version was never rolled out.
+// rollbackApp sets the spec's module and version to the revision to go
+// back to (see previousRevision): the one write of spec the daemon makes,
+// on the user's word.
 func (s *server) rollbackApp(ctx context.Context, app *v1alpha1.Application) (bool, error) {
 	prev, ok := previousRevision(app)
 	if !ok {
@@ -166,12 +171,19 @@ func (s *server) rollbackApp(ctx context.Context, app *v1alpha1.Application) (bo
 	return true, nil
 }
 
-// previousRevision finds the revision a rollback returns to: the newest
-// entry of another version older than the newest entry of the current
-// version, or the newest entry when the current version is not in the
-// history.
+// previousRevision finds the revision a rollback returns to: the stable
+// revision when the spec names another; else the newest entry of another
+// version older than the newest entry of the current version, or the
+// newest entry when the current version is not in the history.
 func previousRevision(app *v1alpha1.Application) (v1alpha1.Revision, bool) {
 	h := app.Status.History
+	if stable := app.Status.StableRevision; stable != "" && stable != app.Spec.Version {
+		for i := len(h) - 1; i >= 0; i-- {
+			if h[i].Version == stable {
+				return h[i], true
+			}
+		}
+	}
 	start := len(h) - 1
 	for i := len(h) - 1; i >= 0; i-- {
 		if h[i].Version == app.Spec.Version {
@@ -185,4 +197,122 @@ func previousRevision(app *v1alpha1.Application) (v1alpha1.Revision, bool) {
 		}
 	}
 	return v1alpha1.Revision{}, false
+}
+
+// rolloutStates are the states GET /applications/{name}/devices can
+// filter on.
+var rolloutStates = []string{controller.RolloutPending, controller.RolloutWaiting, controller.RolloutTransferring,
+	controller.RolloutRunning, controller.RolloutExited, controller.RolloutStopped, controller.RolloutFailed}
+
+// listApplicationDevices serves the devices an application targets, each
+// with its part of the rollout, a page at a time, optionally those in one
+// state: the per-device view the Application's status does not hold. The
+// rows come from the devices' status; a transfer's progress is on the
+// event stream.
+func (s *server) listApplicationDevices(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	name := r.PathValue("name")
+	app, err := s.d.Store.Applications().Get(ctx, name)
+	if err != nil {
+		return storeError("application", name, err)
+	}
+	opts, err := listParams(r)
+	if err != nil {
+		return err
+	}
+	state := r.URL.Query().Get("state")
+	if state != "" && !slices.Contains(rolloutStates, state) {
+		return badRequestf("state", "state %s is not one of %s", quoteShort(state), strings.Join(rolloutStates, ", "))
+	}
+	sel, err := metav1.LabelSelectorAsSelector(app.Spec.Target.Selector)
+	if err != nil {
+		return invalidf("spec.target.selector", "application %q has a bad target selector: %v", name, err)
+	}
+	want, _ := controller.Wanted(app)
+	list := &v1alpha1.DeviceRolloutList{Items: []v1alpha1.DeviceRollout{}}
+	list.APIVersion, list.Kind = v1alpha1.GroupVersion.String(), "DeviceRolloutList"
+	// add takes the next targeted device in name order and reports whether
+	// the page has room for more.
+	add := func(d *v1alpha1.Device) bool {
+		if opts.Selector != nil && !opts.Selector.Matches(labels.Set(d.Labels)) {
+			return true
+		}
+		row := controller.DeviceRollout(app.Name, want, d)
+		if state != "" && row.State != state {
+			return true
+		}
+		if opts.Limit > 0 && len(list.Items) == opts.Limit {
+			list.Continue = store.ContinueToken(list.Items[len(list.Items)-1].Device)
+			return false
+		}
+		list.Items = append(list.Items, row)
+		return true
+	}
+	if app.Spec.Target.Selector == nil {
+		err = s.namedTargets(ctx, app.Spec.Target.Devices, opts.Continue, add)
+	} else {
+		err = s.selectedTargets(ctx, app.Spec.Target.Devices, sel, opts.Continue, add)
+	}
+	if errors.Is(err, store.ErrInvalidContinue) {
+		return badRequestf("continue", "continue %s was not given by a list: start the list again without it", quoteShort(opts.Continue))
+	}
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, list)
+}
+
+// scanPage is how many devices a filtered list reads from the store at a
+// time.
+const scanPage = 500
+
+// namedTargets passes the named devices that exist to add, in name order,
+// from after the continue token, until add says the page is full.
+func (s *server) namedTargets(ctx context.Context, names []string, cont string, add func(*v1alpha1.Device) bool) error {
+	after, err := store.ContinueAfter(cont)
+	if err != nil {
+		return err
+	}
+	names = slices.Clone(names)
+	slices.Sort(names)
+	for _, n := range slices.Compact(names) {
+		if n <= after {
+			continue
+		}
+		d, err := s.d.Store.Devices().Get(ctx, n)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if !add(d) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// selectedTargets passes the devices sel or names selects to add, reading
+// the store a page at a time, until add says the page is full.
+func (s *server) selectedTargets(ctx context.Context, names []string, sel labels.Selector, cont string, add func(*v1alpha1.Device) bool) error {
+	named := make(map[string]bool, len(names))
+	for _, n := range names {
+		named[n] = true
+	}
+	opts := store.ListOptions{Limit: scanPage, Continue: cont}
+	for {
+		page, err := s.d.Store.Devices().ListPage(ctx, opts)
+		if err != nil {
+			return err
+		}
+		for _, d := range page.Items {
+			if (named[d.Name] || sel.Matches(labels.Set(d.Labels))) && !add(d) {
+				return nil
+			}
+		}
+		if opts.Continue = page.Continue; opts.Continue == "" {
+			return nil
+		}
+	}
 }

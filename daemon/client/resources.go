@@ -219,6 +219,32 @@ func (c *Client) DeleteApplication(ctx context.Context, name string) error {
 	return c.do(ctx, request{op: "delete application " + name, method: http.MethodDelete, path: api.Prefix + "/applications/" + seg(name)}, nil)
 }
 
+// ListApplicationDevices returns every device app targets, with its part
+// of the rollout, sorted by name, read a page at a time (GET
+// /api/v1/applications/{name}/devices). state, when set, keeps the devices
+// in that rollout state (e.g. "Failed").
+func (c *Client) ListApplicationDevices(ctx context.Context, app, state string) (*v1alpha1.DeviceRolloutList, error) {
+	page := func(ctx context.Context, opts ListOptions) (*v1alpha1.DeviceRolloutList, error) {
+		return c.ListApplicationDevicesPage(ctx, app, state, opts)
+	}
+	return listAll(ctx, "", page, func(l *v1alpha1.DeviceRolloutList) (*[]v1alpha1.DeviceRollout, *metav1.ListMeta) {
+		return &l.Items, &l.ListMeta
+	})
+}
+
+// ListApplicationDevicesPage returns one page of the devices app targets
+// (GET /api/v1/applications/{name}/devices); opts.Selector narrows them by
+// label.
+func (c *Client) ListApplicationDevicesPage(ctx context.Context, app, state string, opts ListOptions) (*v1alpha1.DeviceRolloutList, error) {
+	q := opts.query()
+	if state != "" {
+		q.Set("state", state)
+	}
+	list := new(v1alpha1.DeviceRolloutList)
+	err := c.do(ctx, request{op: "list devices of application " + app, method: http.MethodGet, path: api.Prefix + "/applications/" + seg(app) + "/devices", query: q}, list)
+	return list, err
+}
+
 func (c *Client) appAction(ctx context.Context, name, action string) (*v1alpha1.Application, error) {
 	out := new(v1alpha1.Application)
 	err := c.do(ctx, request{op: action + " application " + name, method: http.MethodPost, path: api.Prefix + "/applications/" + seg(name) + "/" + action}, out)

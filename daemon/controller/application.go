@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -14,7 +13,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 
 	"wasmbed.io/wasmbed/crds/v1alpha1"
 	"wasmbed.io/wasmbed/daemon/store"
@@ -22,24 +20,18 @@ import (
 	"wasmbed.io/wasmbed/gateway/protocol"
 )
 
-// Per-device rollout states written to ApplicationStatus.Devices.
+// historyLimit bounds ApplicationStatus.History; failedLimit its
+// FailedDevices.
 const (
-	RolloutPending      = "Pending"      // waiting for its batch
-	RolloutWaiting      = "Waiting"      // device offline
-	RolloutTransferring = "Transferring" // module on its way
-	RolloutRunning      = "Running"
-	RolloutExited       = "Exited" // ran to completion
-	RolloutStopped      = "Stopped"
-	RolloutFailed       = "Failed"
+	historyLimit = 10
+	failedLimit  = 10
 )
-
-// historyLimit bounds ApplicationStatus.History.
-const historyLimit = 10
 
 // Applications reconciles Application resources: it works out the targeted
 // devices, rolls the module out in batches through the gateway behind a
-// health gate, and rolls back by itself when more devices fail than the
-// rollout allows.
+// health gate, and when more devices fail than the rollout allows aborts
+// it and returns the devices to the stable revision. It never writes an
+// Application's spec.
 type Applications struct {
 	Store         store.Store
 	Gateway       Sessions
@@ -53,29 +45,7 @@ type Applications struct {
 	ctx      context.Context     // Run's, for deploys that outlive one reconcile
 	inflight map[key]*deployment // deploys under way
 	results  map[key]result      // how the last deploy of a module to a device ended
-	known    map[string]selector // the targets of the apps seen by the watch, by app
-}
-
-// selector is an app's target, ready to match devices.
-type selector struct {
-	names  map[string]bool
-	labels labels.Selector // nil: none
-}
-
-func newSelector(t v1alpha1.Target) selector {
-	s := selector{names: make(map[string]bool, len(t.Devices))}
-	for _, n := range t.Devices {
-		s.names[n] = true
-	}
-	if t.Selector != nil {
-		// A bad selector matches nothing here; the app's reconcile says why.
-		s.labels, _ = metav1.LabelSelectorAsSelector(t.Selector)
-	}
-	return s
-}
-
-func (s selector) matches(d *v1alpha1.Device) bool {
-	return s.names[d.Name] || (s.labels != nil && s.labels.Matches(labels.Set(d.Labels)))
+	idx      index
 }
 
 // Sessions reach devices' sessions: a *gateway.Gateway for the devices of
@@ -111,39 +81,34 @@ func (c *Applications) Enqueue(app string) {
 	}
 }
 
-// DeviceChanged reconciles the apps a device's change concerns: those
-// whose target selects the device, those it reports (named in reported, or
-// in its stored status), whose rollouts its reports move on or which it
-// runs as a stray. Its cost does not grow with the fleet: one read of the
-// device and a match per app, cheap enough for the gateway's session
-// goroutines.
+// DeviceChanged reconciles the apps a device's change concerns, before
+// the change reaches the store: those whose target selects the device,
+// and those it reports (named in reported, or indexed). Its cost does not
+// grow with the fleet: a match per app, cheap enough for the gateway's
+// session goroutines.
 func (c *Applications) DeviceChanged(device string, reported ...string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	d, err := c.Store.Devices().Get(ctx, device)
 	c.mu.Lock()
-	var names []string
-	for n, sel := range c.known {
-		if err == nil && sel.matches(d) {
-			names = append(names, n)
+	names := reported
+	if d := c.idx.devices[device]; d != nil {
+		for n, sel := range c.idx.known {
+			if sel.matches(d) {
+				names = append(names, n)
+			}
 		}
-	}
-	c.mu.Unlock()
-	names = append(names, reported...)
-	if err == nil {
 		for _, a := range d.Status.Apps {
 			names = append(names, a.Name)
 		}
 	}
+	c.mu.Unlock()
 	for _, n := range names {
 		c.Enqueue(n)
 	}
 }
 
-// seen records an app's target from the watch and reconciles the app.
+// seen indexes an app's target from the watch and reconciles the app.
 func (c *Applications) seen(app *v1alpha1.Application) {
 	c.mu.Lock()
-	c.known[app.Name] = newSelector(app.Spec.Target)
+	c.idx.setApp(app)
 	c.mu.Unlock()
 	c.Enqueue(app.Name)
 }
@@ -171,238 +136,303 @@ func (c *Applications) Run(ctx context.Context) error {
 	c.ctx = ctx
 	c.inflight = make(map[key]*deployment)
 	c.results = make(map[key]result)
-	c.known = make(map[string]selector)
+	c.idx = newIndex()
 	c.loop = newLoop("applications", c.Logger)
 	c.mu.Unlock()
-	go watch(ctx, c.Store.Applications(), c.Resync, c.seen, func(a *v1alpha1.Application) { c.deleted(ctx, a) }, nil)
+	// Reconciles wait for the index to hold the fleet: an app read against
+	// half of it would report half its devices.
+	synced := make(chan struct{})
+	go c.watchDevices(ctx, synced)
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-synced:
+	}
+	go watch(ctx, c.Store.Applications(), c.Resync, c.seen, func(a *v1alpha1.Application) { c.forget(a.Name) }, nil)
 	go c.sweep(ctx)
 	c.loop.run(ctx, 2, c.reconcile)
 	return nil
 }
 
-// deleted stops a deleted app wherever it runs.
-func (c *Applications) deleted(ctx context.Context, app *v1alpha1.Application) {
-	c.mu.Lock()
-	for k, d := range c.inflight {
-		if k.app == app.Name {
-			d.cancel()
-		}
-	}
-	c.mu.Unlock()
-	for _, row := range app.Status.Devices {
-		if row.State == RolloutRunning || row.State == RolloutTransferring {
-			sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			_ = c.Gateway.Stop(sctx, row.Device, app.Name)
-			cancel()
-		}
-	}
+// rollout is one reconcile's view of an app: its status as it is being
+// rewritten, and its targeted devices' rows.
+type rollout struct {
+	app  *v1alpha1.Application
+	st   *v1alpha1.ApplicationStatus
+	want v1alpha1.ApplicationSpec // the revision the devices are moved to
+	rows []v1alpha1.DeviceRollout
+	now  time.Time
 }
 
 func (c *Applications) reconcile(ctx context.Context, name string) error {
 	app, err := c.Store.Applications().Get(ctx, name)
 	if errors.Is(err, store.ErrNotFound) {
 		c.forget(name)
-		devices, err := c.Store.Devices().List(ctx)
-		if err != nil {
-			return err
-		}
-		c.stopStrays(ctx, name, devices, nil)
+		c.stopStrays(ctx, name, nil)
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	devices, err := c.Store.Devices().List(ctx)
-	if err != nil {
-		return err
-	}
-	targets, err := selectTargets(app.Spec.Target, devices)
-	if err == nil {
-		c.stopStrays(ctx, name, devices, targets)
-	}
-	if err != nil {
+	if _, err := metav1.LabelSelectorAsSelector(app.Spec.Target.Selector); err != nil {
 		return c.writeStatus(ctx, app, func(st *v1alpha1.ApplicationStatus) {
 			st.Phase = v1alpha1.AppFailed
-			setCondition(st, app, "Progressing", metav1.ConditionFalse, "BadTarget", err.Error())
+			setConditions(st, app, metav1.ConditionFalse, "BadTarget", "target selector: "+err.Error())
 		})
 	}
-	now := time.Now()
-	spec := app.Spec
-	st := app.Status.DeepCopy()
-	st.ObservedGeneration = app.Generation
-	started := recordRevision(st, spec, now)
-	was := app.Status.Phase
+	c.mu.Lock()
+	c.idx.setApp(app)
+	targets := c.idx.targeted(name)
+	targeted := c.idx.targets[name]
+	c.mu.Unlock()
+	c.stopStrays(ctx, name, targeted)
 
-	prev := make(map[string]v1alpha1.DeviceRollout, len(st.Devices))
-	for _, r := range st.Devices {
-		prev[r.Device] = r
+	r := &rollout{app: app, st: app.Status.DeepCopy(), now: time.Now()}
+	st := r.st
+	st.ObservedGeneration = app.Generation
+	if st.Aborted != nil && st.Aborted.Generation != app.Generation {
+		st.Aborted = nil // a new spec starts a new rollout
 	}
-	rows := make([]v1alpha1.DeviceRollout, 0, len(targets))
+	started := recordRevision(st, app.Spec, r.now)
+	was := app.Status.Phase
+	want, wanted := Wanted(&v1alpha1.Application{ObjectMeta: app.ObjectMeta, Spec: app.Spec, Status: *st})
+	r.want = want
+	r.rows = make([]v1alpha1.DeviceRollout, 0, len(targets))
 	for _, d := range targets {
-		row := c.rowFor(app, d)
-		if p, ok := prev[d.Name]; ok && p.State == row.State && p.Version == row.Version && p.Since != nil {
-			row.Since = p.Since
-		} else {
-			row.Since = &metav1.Time{Time: now.Truncate(time.Second)}
-		}
-		rows = append(rows, row)
+		r.rows = append(r.rows, c.rowFor(name, want, d))
 	}
-	st.Devices = rows
-	st.Targeted, st.Transferring, st.Running, st.Failed = int32(len(rows)), 0, 0, 0
-	var failures []string
-	for _, r := range rows {
-		switch r.State {
-		case RolloutTransferring:
-			st.Transferring++
-		case RolloutRunning, RolloutExited:
-			st.Running++
-		case RolloutFailed:
-			st.Failed++
-			failures = append(failures, r.Device+": "+r.Reason)
-		}
+	r.count()
+	st.CurrentRevision = want.Version
+	if !wanted {
+		st.CurrentRevision = ""
 	}
 
 	switch {
-	case spec.Stopped:
-		c.stopAll(ctx, app.Name, rows)
+	case app.Spec.Stopped:
+		c.stopAll(ctx, app.Name, targets)
 		st.Phase = v1alpha1.AppStopped
-		setCondition(st, app, "Progressing", metav1.ConditionFalse, "Stopped", "the app is stopped on every device")
-	case st.Failed > spec.Rollout.MaxFailures:
-		return c.rollBack(ctx, app, st, failures)
-	case spec.Paused:
+		setConditions(st, app, metav1.ConditionFalse, "Stopped", "the app is stopped on every device")
+	case st.Aborted == nil && st.Failed > app.Spec.Rollout.MaxFailures:
+		c.abort(ctx, r)
+	case !wanted:
+		// Aborted with no stable revision: nothing of the app runs.
+		c.stopAll(ctx, app.Name, targets)
+		st.Phase = v1alpha1.AppFailed
+		setConditions(st, app, metav1.ConditionFalse, "RolloutAborted", st.Aborted.Reason+"; no stable revision to return to: the app is stopped")
+	case app.Spec.Paused:
 		st.Phase = v1alpha1.AppPaused
-		setCondition(st, app, "Progressing", metav1.ConditionFalse, "Paused", "the rollout is paused")
+		setConditions(st, app, metav1.ConditionFalse, "Paused", "the rollout is paused")
 	default:
-		c.advance(ctx, app, st, now)
-	}
-	if st.RolledBack != nil && st.RolledBack.Generation == app.Generation && !spec.Stopped {
-		st.Phase = v1alpha1.AppRolledBack
+		c.advance(ctx, r)
 	}
 	if err := c.writeStatus(ctx, app, func(s *v1alpha1.ApplicationStatus) { *s = *st }); err != nil {
 		return err
 	}
 	if started {
-		record(c.Recorder, app, EventNormal, "RolloutStarted", "rolling version %s out to %d devices", spec.Version, st.Targeted)
+		record(c.Recorder, app, EventNormal, "RolloutStarted", "rolling version %s out to %d devices", app.Spec.Version, st.Targeted)
 	}
 	if st.Phase == v1alpha1.AppRunning && was != v1alpha1.AppRunning {
-		record(c.Recorder, app, EventNormal, "RolloutComplete", "version %s runs on %d of %d devices", spec.Version, st.Running, st.Targeted)
+		record(c.Recorder, app, EventNormal, "RolloutComplete", "version %s runs on %d of %d devices", app.Spec.Version, st.Running, st.Targeted)
 	}
 	return nil
 }
 
-// rowFor works out one device's part of the rollout.
-func (c *Applications) rowFor(app *v1alpha1.Application, d *v1alpha1.Device) v1alpha1.DeviceRollout {
-	sha := app.Spec.Module.SHA256
-	row := v1alpha1.DeviceRollout{Device: d.Name, Version: app.Spec.Version}
-	k := key{app.Name, d.Name}
+// count sets the status's counts, failed devices and revision counts from
+// the rows.
+func (r *rollout) count() {
+	st := r.st
+	st.Targeted, st.Pending, st.Waiting, st.Transferring, st.Running, st.Stopped, st.Failed = int32(len(r.rows)), 0, 0, 0, 0, 0, 0
+	st.FailedDevices = nil
+	runningVersions := make(map[string]int32)
+	for _, row := range r.rows {
+		switch row.State {
+		case RolloutPending:
+			st.Pending++
+		case RolloutWaiting:
+			st.Waiting++
+		case RolloutTransferring:
+			st.Transferring++
+		case RolloutRunning, RolloutExited:
+			st.Running++
+		case RolloutStopped:
+			st.Stopped++
+		case RolloutFailed:
+			st.Failed++
+			if len(st.FailedDevices) < failedLimit {
+				st.FailedDevices = append(st.FailedDevices, v1alpha1.DeviceFailure{Device: row.Device, Version: row.Target, Reason: row.Reason})
+			}
+		}
+		if row.Version != "" {
+			runningVersions[row.Version]++
+		}
+	}
+	for i := range st.History {
+		st.History[i].Devices = runningVersions[st.History[i].Version]
+	}
+}
+
+// rowFor works out one device's part of the rollout: what its status
+// says, moved on by the deploys this controller has under way or has seen
+// end, which the device's status may not show yet.
+func (c *Applications) rowFor(app string, want v1alpha1.ApplicationSpec, d *v1alpha1.Device) v1alpha1.DeviceRollout {
+	row := DeviceRollout(app, want, d)
+	k := key{app, d.Name}
 	c.mu.Lock()
-	var dep *deployment
-	if d := c.inflight[k]; d != nil {
-		cp := *d // Progress writes it under c.mu
-		dep = &cp
+	dep := c.inflight[k]
+	var sent uint64
+	if dep != nil {
+		sent = dep.sent // Progress writes it under c.mu
 	}
 	res, hasRes := c.results[k]
 	c.mu.Unlock()
-	var rep *v1alpha1.DeviceApp
-	for i := range d.Status.Apps {
-		if d.Status.Apps[i].Name == app.Name {
-			rep = &d.Status.Apps[i]
-		}
-	}
+	sha := want.Module.SHA256
 	switch {
 	case dep != nil && dep.sha == sha:
-		row.State, row.Progress = RolloutTransferring, int64(dep.sent)
-	case hasRes && res.sha == sha && res.reason != "":
+		row.State, row.Progress, row.Reason = RolloutTransferring, int64(sent), ""
+	case hasRes && res.sha == sha && res.reason != "" && row.State != RolloutFailed:
 		row.State, row.Reason = RolloutFailed, res.reason
-	case rep != nil && rep.SHA256 == sha:
-		switch rep.State {
-		case protocol.StateRunning.String():
-			row.State = RolloutRunning
-		case protocol.StateExited.String():
-			row.State = RolloutExited
-		case protocol.StateStopped.String():
-			row.State = RolloutStopped
-		case protocol.StateFailed.String():
-			row.State, row.Reason = RolloutFailed, rep.Reason
-		default:
-			row.State = RolloutTransferring
-		}
-	case d.Status.Phase != v1alpha1.DeviceOnline:
-		row.State, row.Reason = RolloutWaiting, "device is "+strings.ToLower(string(orPending(d.Status.Phase)))
-	default:
-		row.State = RolloutPending
+	case hasRes && res.sha == sha && res.reason == "" && (row.State == RolloutPending || row.State == RolloutWaiting):
+		// Deployed; the device's report is on its way to the store.
+		row.State, row.Reason = RolloutTransferring, ""
 	}
 	return row
 }
 
-func orPending(p v1alpha1.DevicePhase) v1alpha1.DevicePhase {
-	if p == "" {
-		return v1alpha1.DevicePending
-	}
-	return p
-}
-
 // advance starts deploys for the next devices as the batch allows: a
 // device counts against the batch until its app has run HealthySeconds
-// without failing.
-func (c *Applications) advance(ctx context.Context, app *v1alpha1.Application, st *v1alpha1.ApplicationStatus, now time.Time) {
+// without failing. Returning to the stable revision is not batched.
+func (c *Applications) advance(ctx context.Context, r *rollout) {
+	app, st, now := r.app, r.st, r.now
 	gate := time.Duration(app.Spec.Rollout.HealthySeconds) * time.Second
-	healthy := func(r v1alpha1.DeviceRollout) bool {
-		return r.State == RolloutExited || (r.State == RolloutRunning && now.Sub(r.Since.Time) >= gate)
+	healthy := func(row v1alpha1.DeviceRollout) bool {
+		return row.State == RolloutExited ||
+			(row.State == RolloutRunning && (row.Since == nil || now.Sub(row.Since.Time) >= gate))
 	}
-	batch := batchSize(app.Spec.Rollout, len(st.Devices))
+	batch := batchSize(app.Spec.Rollout, len(r.rows))
+	if st.Aborted != nil {
+		batch = len(r.rows)
+	}
 	active, done, waiting := 0, 0, false
-	for _, r := range st.Devices {
+	for _, row := range r.rows {
 		switch {
-		case healthy(r):
+		case healthy(row):
 			done++
-		case r.State == RolloutRunning:
+		case row.State == RolloutRunning:
 			active++
 			// Look again when it passes the health gate.
-			c.loop.queue.AddAfter(app.Name, gate-now.Sub(r.Since.Time)+100*time.Millisecond)
-		case r.State == RolloutTransferring:
+			c.loop.queue.AddAfter(app.Name, gate-now.Sub(row.Since.Time)+100*time.Millisecond)
+		case row.State == RolloutTransferring:
 			active++
-		case r.State == RolloutStopped:
-			c.command(ctx, r.Device, app.Name, c.Gateway.Start)
-		case r.State == RolloutWaiting:
+		case row.State == RolloutStopped:
+			c.command(ctx, row.Device, app.Name, c.Gateway.Start)
+		case row.State == RolloutWaiting:
 			waiting = true
 		}
 	}
 	var mod *gateway.Module
-	for i := range st.Devices {
-		r := &st.Devices[i]
-		if r.State != RolloutPending || active >= batch {
+	for i := range r.rows {
+		row := &r.rows[i]
+		if row.State != RolloutPending || active >= batch {
 			continue
 		}
 		if mod == nil {
-			m, err := Module(ctx, c.Store.Modules(), app.Name, app.Spec)
+			m, err := Module(ctx, c.Store.Modules(), app.Name, r.want)
 			if err != nil {
-				setCondition(st, app, "Progressing", metav1.ConditionFalse, "ModuleMissing", err.Error())
 				st.Phase = v1alpha1.AppFailed
+				setConditions(st, app, metav1.ConditionFalse, "ModuleMissing", err.Error())
 				return
 			}
 			mod = &m
 		}
-		c.deploy(app.Name, r.Device, *mod)
-		r.State = RolloutTransferring
+		c.deploy(app.Name, row.Device, *mod)
+		row.State = RolloutTransferring
+		st.Pending--
 		st.Transferring++
 		active++
 	}
-	if done == len(st.Devices) && len(st.Devices) > 0 {
+	if st.Aborted != nil {
+		c.rolledBack(r, done)
+		return
+	}
+	if done == len(r.rows) && done > 0 {
 		st.Phase = v1alpha1.AppRunning
-		setCondition(st, app, "Progressing", metav1.ConditionTrue, "RolledOut",
-			fmt.Sprintf("version %s runs on all %d devices", app.Spec.Version, done))
+		st.StableRevision = app.Spec.Version
+		msg := fmt.Sprintf("version %s runs on all %d devices", app.Spec.Version, done)
+		setCondition(st, app, "Progressing", metav1.ConditionTrue, "RolledOut", msg)
+		setCondition(st, app, "Ready", metav1.ConditionTrue, "RolledOut", msg)
 		return
 	}
 	st.Phase = v1alpha1.AppRollingOut
-	msg := fmt.Sprintf("%d of %d devices healthy, batch of %d", done, len(st.Devices), batch)
+	msg := fmt.Sprintf("%d of %d devices healthy, batch of %d", done, len(r.rows), batch)
 	if waiting {
 		msg += "; some devices are offline"
 	}
-	if len(st.Devices) == 0 {
-		st.Phase, msg = v1alpha1.AppPending, "no device matches the target"
+	if st.Failed > 0 {
+		msg += fmt.Sprintf("; %d failed (limit %d)", st.Failed, app.Spec.Rollout.MaxFailures)
+	}
+	if len(r.rows) == 0 {
+		st.Phase = v1alpha1.AppPending
+		setConditions(st, app, metav1.ConditionFalse, "NoTargets", "no device matches the target")
+		return
 	}
 	setCondition(st, app, "Progressing", metav1.ConditionTrue, "RollingOut", msg)
+	setCondition(st, app, "Ready", metav1.ConditionFalse, "RollingOut", msg)
+}
+
+// rolledBack sets the status of an aborted rollout whose devices return
+// to the stable revision.
+func (c *Applications) rolledBack(r *rollout, done int) {
+	app, st := r.app, r.st
+	ab := st.Aborted
+	switch {
+	case st.Failed > 0:
+		st.Phase = v1alpha1.AppFailed
+		setConditions(st, app, metav1.ConditionFalse, "StableFailed", fmt.Sprintf(
+			"%s; the stable version %s fails too on %d devices: nothing more is sent until the spec changes", ab.Reason, ab.RolledBackTo, st.Failed))
+	case done == len(r.rows):
+		st.Phase = v1alpha1.AppRolledBack
+		setConditions(st, app, metav1.ConditionFalse, "RolloutAborted", fmt.Sprintf(
+			"%s; all %d devices run the stable version %s", ab.Reason, done, ab.RolledBackTo))
+	default:
+		st.Phase = v1alpha1.AppRolledBack
+		setConditions(st, app, metav1.ConditionFalse, "RollingBack", fmt.Sprintf(
+			"%s; %d of %d devices back on the stable version %s", ab.Reason, done, len(r.rows), ab.RolledBackTo))
+	}
+}
+
+// abort stops the rollout of the spec's generation: its deploys are
+// cancelled and the devices return to the stable revision, or, with none,
+// the app is stopped. The spec is left as its owner wrote it; a new
+// generation starts a new rollout.
+func (c *Applications) abort(ctx context.Context, r *rollout) {
+	app, st := r.app, r.st
+	var failed []string
+	for _, f := range st.FailedDevices {
+		failed = append(failed, f.Device+": "+f.Reason)
+	}
+	if int(st.Failed) > len(failed) {
+		failed = append(failed, fmt.Sprintf("and %d more", int(st.Failed)-len(failed)))
+	}
+	reason := fmt.Sprintf("%d of %d devices failed version %s (limit %d): %s",
+		st.Failed, st.Targeted, app.Spec.Version, app.Spec.Rollout.MaxFailures, strings.Join(failed, "; "))
+	st.Aborted = &v1alpha1.Abort{Generation: app.Generation, Version: app.Spec.Version, Reason: reason, Time: metav1.Time{Time: r.now.Truncate(time.Second)}}
+	if st.StableRevision != app.Spec.Version && findRevision(st.History, st.StableRevision) != nil {
+		st.Aborted.RolledBackTo = st.StableRevision
+	}
+	c.cancelDeploys(app.Name)
+	if to := st.Aborted.RolledBackTo; to != "" {
+		c.loop.log.Info("rollout aborted; returning to the stable version", "app", app.Name, "version", app.Spec.Version, "stable", to, "reason", reason)
+		record(c.Recorder, app, EventWarning, "RolloutAborted", "%s; returning to the stable version %s", reason, to)
+		st.Phase = v1alpha1.AppRolledBack
+		setConditions(st, app, metav1.ConditionFalse, "RollingBack", reason+"; returning to the stable version "+to)
+	} else {
+		c.loop.log.Info("rollout aborted; no stable version to return to", "app", app.Name, "version", app.Spec.Version, "reason", reason)
+		record(c.Recorder, app, EventWarning, "RolloutAborted", "%s; no stable version to return to: the app is stopped", reason)
+		st.Phase = v1alpha1.AppFailed
+		setConditions(st, app, metav1.ConditionFalse, "RolloutAborted", reason+"; no stable revision to return to: the app is stopped")
+	}
+	// The next reconcile moves the devices.
+	c.Enqueue(app.Name)
 }
 
 func batchSize(r v1alpha1.Rollout, targeted int) int {
@@ -447,7 +477,9 @@ func (c *Applications) deploy(app, device string, mod gateway.Module) {
 		defer cancel()
 		err := c.Gateway.Deploy(ctx, device, mod)
 		c.mu.Lock()
-		delete(c.inflight, k)
+		if d := c.inflight[k]; d != nil && d.sha == sha {
+			delete(c.inflight, k)
+		}
 		var de *gateway.DeployError
 		switch {
 		case err == nil:
@@ -473,35 +505,28 @@ func (c *Applications) command(ctx context.Context, device, app string, f func(c
 	}
 }
 
-// stopStrays stops app on the devices that run it but are not among its
-// targets: devices that left its target, and every device once the app is
-// deleted (targets nil). An offline one is stopped when it is back.
-func (c *Applications) stopStrays(ctx context.Context, app string, devices, targets []*v1alpha1.Device) {
-	targeted := make(map[string]bool, len(targets))
-	for _, d := range targets {
-		targeted[d.Name] = true
-	}
-	for _, d := range devices {
+// stopStrays stops app on the devices that report it running but are not
+// among its targets: devices that left its target, and every device once
+// the app is deleted (targeted nil). An offline one is stopped when it is
+// back. It reads the devices that report the app, not the fleet.
+func (c *Applications) stopStrays(ctx context.Context, app string, targeted map[string]bool) {
+	c.mu.Lock()
+	var strays []string
+	for _, d := range c.idx.reporting(app) {
 		if !targeted[d.Name] && runs(d, app) {
-			c.loop.log.Info("stopping an app the device is no longer meant to run", "app", app, "device", d.Name)
-			c.command(ctx, d.Name, app, c.Gateway.Stop)
+			strays = append(strays, d.Name)
 		}
+	}
+	c.mu.Unlock()
+	for _, d := range strays {
+		c.loop.log.Info("stopping an app the device is no longer meant to run", "app", app, "device", d)
+		c.command(ctx, d, app, c.Gateway.Stop)
 	}
 }
 
-// runs reports whether the device reports app running.
-func runs(d *v1alpha1.Device, app string) bool {
-	for _, a := range d.Status.Apps {
-		if a.Name == app && a.State == protocol.StateRunning.String() {
-			return true
-		}
-	}
-	return false
-}
-
-// sweep enqueues, every Resync, the apps devices run that this controller
-// has not seen: apps deleted while no daemon led, or brought by a device
-// that was re-created under an old name. Their reconcile stops them.
+// sweep enqueues, every Resync, the apps devices report that this
+// controller has not seen (see index.unknownApps). Their reconcile stops
+// them.
 func (c *Applications) sweep(ctx context.Context) {
 	t := time.NewTicker(c.Resync)
 	defer t.Stop()
@@ -511,19 +536,8 @@ func (c *Applications) sweep(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		devices, err := c.Store.Devices().List(ctx)
-		if err != nil {
-			continue
-		}
 		c.mu.Lock()
-		var unknown []string
-		for _, d := range devices {
-			for _, a := range d.Status.Apps {
-				if _, known := c.known[a.Name]; a.State == protocol.StateRunning.String() && !known {
-					unknown = append(unknown, a.Name)
-				}
-			}
-		}
+		unknown := c.idx.unknownApps()
 		c.mu.Unlock()
 		for _, name := range unknown {
 			c.Enqueue(name)
@@ -531,60 +545,26 @@ func (c *Applications) sweep(ctx context.Context) {
 	}
 }
 
-func (c *Applications) stopAll(ctx context.Context, app string, rows []v1alpha1.DeviceRollout) {
+// stopAll stops app on the devices that report it running, whatever
+// version, after cancelling its deploys.
+func (c *Applications) stopAll(ctx context.Context, app string, devices []*v1alpha1.Device) {
+	c.cancelDeploys(app)
+	for _, d := range devices {
+		if runs(d, app) {
+			c.command(ctx, d.Name, app, c.Gateway.Stop)
+		}
+	}
+}
+
+// cancelDeploys cancels app's deploys under way.
+func (c *Applications) cancelDeploys(app string) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	for k, d := range c.inflight {
 		if k.app == app {
 			d.cancel()
 		}
 	}
-	c.mu.Unlock()
-	for _, r := range rows {
-		if r.State == RolloutRunning {
-			c.command(ctx, r.Device, app, c.Gateway.Stop)
-		}
-	}
-}
-
-// rollBack makes the previous revision the app's spec after too many
-// failures, and records why.
-func (c *Applications) rollBack(ctx context.Context, app *v1alpha1.Application, st *v1alpha1.ApplicationStatus, failures []string) error {
-	reason := fmt.Sprintf("%d of %d devices failed (limit %d): %s", st.Failed, st.Targeted, app.Spec.Rollout.MaxFailures, strings.Join(failures, "; "))
-	prev := previousRevision(st.History, app.Spec)
-	if prev == nil {
-		record(c.Recorder, app, EventWarning, "RolloutFailed", "%s; no earlier version to roll back to", reason)
-		return c.writeStatus(ctx, app, func(s *v1alpha1.ApplicationStatus) {
-			*s = *st
-			s.Phase = v1alpha1.AppFailed
-			setCondition(s, app, "Progressing", metav1.ConditionFalse, "RolloutFailed", reason+"; no earlier version to roll back to")
-		})
-	}
-	c.loop.log.Info("rolling back", "app", app.Name, "from", app.Spec.Version, "to", prev.Version, "reason", reason)
-	from := app.Spec.Version
-	app.Spec.Module, app.Spec.Version = prev.Module, prev.Version
-	updated, err := c.Store.Applications().Update(ctx, app)
-	if err != nil {
-		return err
-	}
-	record(c.Recorder, updated, EventWarning, "RolledBack", "from version %s to %s: %s", from, prev.Version, reason)
-	return c.writeStatus(ctx, updated, func(s *v1alpha1.ApplicationStatus) {
-		*s = *st
-		s.ObservedGeneration = updated.Generation
-		s.RolledBack = &v1alpha1.Rollback{From: from, To: prev.Version, Reason: reason, Time: metav1.Now(), Generation: updated.Generation}
-		s.Phase = v1alpha1.AppRolledBack
-		setCondition(s, updated, "Progressing", metav1.ConditionTrue, "RolledBack", reason)
-	})
-}
-
-// previousRevision is the newest revision before the spec's one.
-func previousRevision(h []v1alpha1.Revision, spec v1alpha1.ApplicationSpec) *v1alpha1.Revision {
-	for i := len(h) - 1; i >= 0; i-- {
-		if h[i].Module.SHA256 != spec.Module.SHA256 {
-			r := h[i]
-			return &r
-		}
-	}
-	return nil
 }
 
 // recordRevision adds the spec to the history unless it is the newest
@@ -606,6 +586,13 @@ func setCondition(st *v1alpha1.ApplicationStatus, app *v1alpha1.Application, typ
 	})
 }
 
+// setConditions sets Progressing to status and Ready to False, both for
+// the same reason: the app is not where its spec asks.
+func setConditions(st *v1alpha1.ApplicationStatus, app *v1alpha1.Application, progressing metav1.ConditionStatus, reason, msg string) {
+	setCondition(st, app, "Progressing", progressing, reason, msg)
+	setCondition(st, app, "Ready", metav1.ConditionFalse, reason, msg)
+}
+
 // writeStatus applies change to a copy of app's status and writes it when
 // it differs.
 func (c *Applications) writeStatus(ctx context.Context, app *v1alpha1.Application, change func(*v1alpha1.ApplicationStatus)) error {
@@ -619,11 +606,12 @@ func (c *Applications) writeStatus(ctx context.Context, app *v1alpha1.Applicatio
 	return err
 }
 
-// forget drops what the controller holds for a deleted app.
+// forget drops what the controller holds for a deleted app, cancelling
+// its deploys; its reconcile stops it where it still runs.
 func (c *Applications) forget(app string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	delete(c.known, app)
+	c.idx.dropApp(app)
 	for k, d := range c.inflight {
 		if k.app == app {
 			d.cancel()
@@ -635,28 +623,4 @@ func (c *Applications) forget(app string) {
 			delete(c.results, k)
 		}
 	}
-}
-
-// selectTargets returns the devices an app targets, sorted by name.
-func selectTargets(t v1alpha1.Target, devices []*v1alpha1.Device) ([]*v1alpha1.Device, error) {
-	names := make(map[string]bool, len(t.Devices))
-	for _, n := range t.Devices {
-		names[n] = true
-	}
-	var match func(map[string]string) bool
-	if t.Selector != nil {
-		sel, err := metav1.LabelSelectorAsSelector(t.Selector)
-		if err != nil {
-			return nil, fmt.Errorf("target selector: %w", err)
-		}
-		match = func(l map[string]string) bool { return sel.Matches(labels.Set(l)) }
-	}
-	var out []*v1alpha1.Device
-	for _, d := range devices {
-		if names[d.Name] || (match != nil && match(d.Labels)) {
-			out = append(out, d)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, nil
 }

@@ -1,16 +1,15 @@
 package controller
 
 import (
-	"context"
 	"log/slog"
 	"slices"
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"wasmbed.io/wasmbed/crds/v1alpha1"
-	"wasmbed.io/wasmbed/daemon/store"
 )
 
 func TestBatchSize(t *testing.T) {
@@ -37,49 +36,6 @@ func device(name string, labels map[string]string) *v1alpha1.Device {
 	return &v1alpha1.Device{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
 }
 
-func TestSelectTargets(t *testing.T) {
-	devs := []*v1alpha1.Device{
-		device("c", map[string]string{"site": "a"}),
-		device("a", map[string]string{"site": "b"}),
-		device("b", nil),
-	}
-	tests := []struct {
-		name   string
-		target v1alpha1.Target
-		want   []string
-	}{
-		{"by name", v1alpha1.Target{Devices: []string{"b", "zz"}}, []string{"b"}},
-		{"by selector", v1alpha1.Target{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"site": "a"}}}, []string{"c"}},
-		{"union, sorted", v1alpha1.Target{Devices: []string{"b"}, Selector: &metav1.LabelSelector{
-			MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "site", Operator: metav1.LabelSelectorOpExists}}}}, []string{"a", "b", "c"}},
-		{"nothing", v1alpha1.Target{}, nil},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := selectTargets(tt.target, devs)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var names []string
-			for _, d := range got {
-				names = append(names, d.Name)
-			}
-			if len(names) != len(tt.want) {
-				t.Fatalf("selectTargets = %v, want %v", names, tt.want)
-			}
-			for i := range names {
-				if names[i] != tt.want[i] {
-					t.Fatalf("selectTargets = %v, want %v", names, tt.want)
-				}
-			}
-		})
-	}
-	bad := v1alpha1.Target{Selector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "k", Operator: "Sometimes"}}}}
-	if _, err := selectTargets(bad, devs); err == nil {
-		t.Errorf("selectTargets with a bad operator succeeded")
-	}
-}
-
 func TestRevisions(t *testing.T) {
 	spec := func(v, sha string) v1alpha1.ApplicationSpec {
 		return v1alpha1.ApplicationSpec{Version: v, Module: v1alpha1.ModuleRef{SHA256: sha}}
@@ -92,11 +48,11 @@ func TestRevisions(t *testing.T) {
 	if len(st.History) != 2 {
 		t.Fatalf("history = %+v, want 2 revisions", st.History)
 	}
-	if p := previousRevision(st.History, spec("2", "bb")); p == nil || p.Version != "1" {
-		t.Errorf("previousRevision = %+v, want version 1", p)
+	if r := findRevision(st.History, "1"); r == nil || r.Module.SHA256 != "aa" {
+		t.Errorf("findRevision(1) = %+v, want the revision of module aa", r)
 	}
-	if p := previousRevision(st.History[:1], spec("1", "aa")); p != nil {
-		t.Errorf("previousRevision of the only revision = %+v, want none", p)
+	if r := findRevision(st.History, ""); r != nil {
+		t.Errorf("findRevision(\"\") = %+v, want none", r)
 	}
 	for i := 0; i < 2*historyLimit; i++ {
 		recordRevision(&st, spec("x", string(rune('a'+i))), now)
@@ -109,24 +65,17 @@ func TestRevisions(t *testing.T) {
 // TestDeviceChangedRoutes: a device's change reconciles the apps whose
 // target selects it and those it reports, and no other.
 func TestDeviceChangedRoutes(t *testing.T) {
-	st, err := store.OpenEmbedded(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	ctx := context.Background()
 	dev := device("d1", map[string]string{"room": "lab"})
-	dev.Spec.Board = "mps2-an385"
-	if _, err := st.Devices().Create(ctx, dev); err != nil {
-		t.Fatal(err)
+	c := &Applications{loop: newLoop("applications", slog.New(slog.DiscardHandler)), idx: newIndex()}
+	for name, target := range map[string]v1alpha1.Target{
+		"by-name":     {Devices: []string{"d1"}},
+		"by-label":    {Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"room": "lab"}}},
+		"elsewhere":   {Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"room": "office"}}},
+		"other-names": {Devices: []string{"d2"}},
+	} {
+		c.idx.setApp(&v1alpha1.Application{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.ApplicationSpec{Target: target}})
 	}
-	c := &Applications{Store: st, loop: newLoop("applications", slog.New(slog.DiscardHandler)),
-		known: map[string]selector{
-			"by-name":     newSelector(v1alpha1.Target{Devices: []string{"d1"}}),
-			"by-label":    newSelector(v1alpha1.Target{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"room": "lab"}}}),
-			"elsewhere":   newSelector(v1alpha1.Target{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"room": "office"}}}),
-			"other-names": newSelector(v1alpha1.Target{Devices: []string{"d2"}}),
-		}}
+	c.idx.setDevice(dev.Name, dev)
 	defer c.loop.queue.ShutDown()
 	c.DeviceChanged("d1", "reported")
 	var got []string
@@ -138,5 +87,101 @@ func TestDeviceChangedRoutes(t *testing.T) {
 	slices.Sort(got)
 	if want := []string{"by-label", "by-name", "reported"}; !slices.Equal(got, want) {
 		t.Errorf("DeviceChanged(d1) enqueued %v, want %v", got, want)
+	}
+}
+
+func app(name string, target v1alpha1.Target) *v1alpha1.Application {
+	return &v1alpha1.Application{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.ApplicationSpec{Target: target}}
+}
+
+// TestIndex: the index follows devices into and out of apps' targets, and
+// the apps they report, and rebuilds an app's targets only when its target
+// changes.
+func TestIndex(t *testing.T) {
+	x := newIndex()
+	lab := v1alpha1.Target{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"room": "lab"}}}
+	x.setDevice("a", device("a", map[string]string{"room": "lab"}))
+	if !x.setApp(app("sensor", lab)) {
+		t.Fatal("setApp of a new app reported no change")
+	}
+	if x.setApp(app("sensor", *lab.DeepCopy())) {
+		t.Error("setApp with the same target reported a change")
+	}
+	b := device("b", map[string]string{"room": "lab"})
+	b.Status.Apps = []v1alpha1.DeviceApp{{Name: "ghost", State: "running"}}
+	if got := x.setDevice("b", b); !slices.Contains(got, "sensor") || !slices.Contains(got, "ghost") {
+		t.Errorf("setDevice(b) concerns %v, want sensor and ghost", got)
+	}
+	names := func(ds []*v1alpha1.Device) []string {
+		var out []string
+		for _, d := range ds {
+			out = append(out, d.Name)
+		}
+		slices.Sort(out)
+		return out
+	}
+	if got := names(x.targeted("sensor")); !slices.Equal(got, []string{"a", "b"}) {
+		t.Errorf("targeted = %v, want [a b]", got)
+	}
+	if got := x.unknownApps(); !slices.Equal(got, []string{"ghost"}) {
+		t.Errorf("unknownApps = %v, want [ghost]", got)
+	}
+	// a leaves the lab: the app still hears of it, once more.
+	if got := x.setDevice("a", device("a", map[string]string{"room": "office"})); !slices.Contains(got, "sensor") {
+		t.Errorf("setDevice(a out of the target) concerns %v, want sensor", got)
+	}
+	if got := names(x.targeted("sensor")); !slices.Equal(got, []string{"b"}) {
+		t.Errorf("targeted after a left = %v, want [b]", got)
+	}
+	x.setDevice("b", nil)
+	if got := names(x.targeted("sensor")); got != nil || len(x.reporting("ghost")) != 0 || x.unknownApps() != nil {
+		t.Errorf("after b was deleted: targeted %v, reporting ghost %d, unknown %v; want none", got, len(x.reporting("ghost")), x.unknownApps())
+	}
+	x.setApp(app("sensor", v1alpha1.Target{Devices: []string{"a"}}))
+	if got := names(x.targeted("sensor")); !slices.Equal(got, []string{"a"}) {
+		t.Errorf("targeted after the target changed = %v, want [a]", got)
+	}
+}
+
+// TestDeviceRollout: a device's row says what it runs against what it is
+// meant to run.
+func TestDeviceRollout(t *testing.T) {
+	want := v1alpha1.ApplicationSpec{Version: "2", Module: v1alpha1.ModuleRef{SHA256: "bb"}}
+	since := &metav1.Time{Time: time.Unix(1700000000, 0)}
+	dev := func(phase v1alpha1.DevicePhase, apps ...v1alpha1.DeviceApp) *v1alpha1.Device {
+		d := device("d", nil)
+		d.Status.Phase, d.Status.Apps = phase, apps
+		return d
+	}
+	tests := []struct {
+		name string
+		d    *v1alpha1.Device
+		want v1alpha1.DeviceRollout
+	}{
+		{"offline, never ran it", dev(v1alpha1.DeviceOffline),
+			v1alpha1.DeviceRollout{Device: "d", Target: "2", State: RolloutWaiting, Reason: "device is offline"}},
+		{"online, runs the old version", dev(v1alpha1.DeviceOnline, v1alpha1.DeviceApp{Name: "app", Version: "1", SHA256: "aa", State: "running", Since: since}),
+			v1alpha1.DeviceRollout{Device: "d", Version: "1", Target: "2", State: RolloutPending}},
+		{"being sent the target", dev(v1alpha1.DeviceOnline, v1alpha1.DeviceApp{Name: "app", Version: "1", SHA256: "aa", Target: "2", State: "running", Since: since}),
+			v1alpha1.DeviceRollout{Device: "d", Version: "1", Target: "2", State: RolloutTransferring}},
+		{"runs the target", dev(v1alpha1.DeviceOnline, v1alpha1.DeviceApp{Name: "app", Version: "2", SHA256: "bb", State: "running", Since: since}),
+			v1alpha1.DeviceRollout{Device: "d", Version: "2", Target: "2", State: RolloutRunning, Since: since}},
+		{"receiving it", dev(v1alpha1.DeviceOnline, v1alpha1.DeviceApp{Name: "app", Version: "2", SHA256: "bb", State: "verifying", Since: since}),
+			v1alpha1.DeviceRollout{Device: "d", Version: "2", Target: "2", State: RolloutTransferring, Since: since}},
+		{"failed it", dev(v1alpha1.DeviceOnline, v1alpha1.DeviceApp{Name: "app", Version: "2", SHA256: "bb", State: "failed", Reason: "trap", Since: since}),
+			v1alpha1.DeviceRollout{Device: "d", Version: "2", Target: "2", State: RolloutFailed, Reason: "trap", Since: since}},
+		{"refused it, runs the old", dev(v1alpha1.DeviceOnline, v1alpha1.DeviceApp{Name: "app", Version: "1", SHA256: "aa", Target: "2", TargetFailed: "too-large", State: "running", Since: since}),
+			v1alpha1.DeviceRollout{Device: "d", Version: "1", Target: "2", State: RolloutFailed, Reason: "too-large", Since: since}},
+	}
+	for _, tt := range tests {
+		if got := DeviceRollout("app", want, tt.d); !equality.Semantic.DeepEqual(got, tt.want) {
+			t.Errorf("%s: DeviceRollout = %+v, want %+v", tt.name, got, tt.want)
+		}
+	}
+	// Back to the version it kept running, the refusal is history.
+	old := v1alpha1.ApplicationSpec{Version: "1", Module: v1alpha1.ModuleRef{SHA256: "aa"}}
+	refused := tests[len(tests)-1].d
+	if got := DeviceRollout("app", old, refused); got.State != RolloutRunning || got.Version != "1" || got.Target != "1" {
+		t.Errorf("a refusal of 2 towards 1: DeviceRollout = %+v, want running 1", got)
 	}
 }

@@ -3,13 +3,16 @@ package controller
 import (
 	"context"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,6 +24,7 @@ import (
 	"wasmbed.io/wasmbed/daemon/store"
 	"wasmbed.io/wasmbed/gateway"
 	"wasmbed.io/wasmbed/gateway/pki"
+	"wasmbed.io/wasmbed/gateway/protocol"
 	"wasmbed.io/wasmbed/renode"
 )
 
@@ -59,9 +63,6 @@ type Devices struct {
 	// Leading reports whether this daemon leads (claims the devices that
 	// name no gateway); nil means it always does, as a sole daemon.
 	Leading func() bool
-	// StatusWritten, when set, is called after each write of a device's
-	// status, with the device as written.
-	StatusWritten func(*v1alpha1.Device)
 
 	loop *loop
 
@@ -145,13 +146,7 @@ func (c *Devices) reconcile(ctx context.Context, name string) error {
 		st.Firmware = s.Firmware
 		st.Capabilities = s.Capabilities
 		st.CertificateExpiry = &metav1.Time{Time: s.CertExpiry}
-		st.Apps = st.Apps[:0]
-		for _, a := range s.Apps {
-			st.Apps = append(st.Apps, v1alpha1.DeviceApp{
-				Name: a.App, Version: a.Version, SHA256: fmt.Sprintf("%x", a.SHA256),
-				State: a.State.String(), Reason: a.Reason, Previous: a.Previous,
-			})
-		}
+		st.Apps = deviceApps(dev.Status.Apps, s.Apps, c.Gateway.Deliveries(name), time.Now())
 		st.AppCount = int32(len(st.Apps))
 	} else {
 		if t, ok := c.endedAt(name); ok && st.Phase == v1alpha1.DeviceOnline {
@@ -176,12 +171,8 @@ func (c *Devices) reconcile(ctx context.Context, name string) error {
 	}
 	was := dev.Status.Phase
 	dev.Status = *st
-	written, err := c.Store.Devices().UpdateStatus(ctx, dev)
-	if err != nil {
+	if _, err := c.Store.Devices().UpdateStatus(ctx, dev); err != nil {
 		return err
-	}
-	if c.StatusWritten != nil {
-		c.StatusWritten(written)
 	}
 	switch {
 	case st.Phase == v1alpha1.DeviceOnline && was != v1alpha1.DeviceOnline:
@@ -190,6 +181,45 @@ func (c *Devices) reconcile(ctx context.Context, name string) error {
 		record(c.Recorder, dev, EventWarning, "Offline", "the device's session on gateway %s ended", c.GatewayName)
 	}
 	return boardErr
+}
+
+// deviceApps is what a device runs, for its status: the apps its session
+// reports, each with the version being delivered to it when that is
+// another and why that failed if it did, and since when each has been in
+// its state (from was, the apps as stored).
+func deviceApps(was []v1alpha1.DeviceApp, reported []protocol.AppInfo, deliveries []gateway.Delivery, now time.Time) []v1alpha1.DeviceApp {
+	out := make([]v1alpha1.DeviceApp, 0, len(reported))
+	for _, a := range reported {
+		out = append(out, v1alpha1.DeviceApp{
+			Name: a.App, Version: a.Version, SHA256: hex.EncodeToString(a.SHA256),
+			State: a.State.String(), Reason: a.Reason, Previous: a.Previous,
+		})
+	}
+	for _, d := range deliveries {
+		i := slices.IndexFunc(out, func(a v1alpha1.DeviceApp) bool { return a.Name == d.App })
+		switch {
+		case i >= 0 && out[i].SHA256 == hex.EncodeToString(d.SHA256):
+			continue
+		case i < 0 && d.Failed == "":
+			continue // on its way: the device reports it as it arrives
+		case i < 0:
+			// It runs nothing of the app: its only attempt failed.
+			out = append(out, v1alpha1.DeviceApp{Name: d.App, State: protocol.StateFailed.String(), Reason: d.Failed})
+			i = len(out) - 1
+		}
+		out[i].Target, out[i].TargetFailed = d.Version, d.Failed
+	}
+	slices.SortFunc(out, func(a, b v1alpha1.DeviceApp) int { return strings.Compare(a.Name, b.Name) })
+	since := &metav1.Time{Time: now.Truncate(time.Second)}
+	for i := range out {
+		out[i].Since = since
+		for _, w := range was {
+			if w.Since != nil && w.Name == out[i].Name && w.SHA256 == out[i].SHA256 && w.State == out[i].State && w.Target == out[i].Target && w.TargetFailed == out[i].TargetFailed {
+				out[i].Since = w.Since
+			}
+		}
+	}
+	return out
 }
 
 // refreshAfter is how long the stored last-seen time of device may lag

@@ -31,9 +31,18 @@ type Page[T Object] struct {
 // ErrInvalidContinue: a continue token that no list of this store gave.
 var ErrInvalidContinue = errors.New("invalid continue token")
 
-// continueToken is the token of a page that ended with name: opaque to
-// clients, the name in base64url.
-func continueToken(name string) string { return base64.RawURLEncoding.EncodeToString([]byte(name)) }
+// ContinueToken is the token of a page that ended with name: opaque to
+// clients, the name in base64url. Lists cut out of a store's pages (the
+// API's filtered ones) end their own pages with it.
+func ContinueToken(name string) string { return base64.RawURLEncoding.EncodeToString([]byte(name)) }
+
+// ContinueAfter is the name a token continues after; "" for no token.
+func ContinueAfter(token string) (string, error) {
+	if token == "" {
+		return "", nil
+	}
+	return continueAfter(token)
+}
 
 // continueAfter is the name a token continues after.
 func continueAfter(token string) (string, error) {
@@ -67,7 +76,7 @@ func cutPage[T Object](n int, at func(int) T, opts ListOptions) (Page[T], error)
 			continue
 		}
 		if opts.Limit > 0 && len(p.Items) == opts.Limit {
-			p.Continue = continueToken(p.Items[len(p.Items)-1].GetName())
+			p.Continue = ContinueToken(p.Items[len(p.Items)-1].GetName())
 			break
 		}
 		p.Items = append(p.Items, o)

@@ -1,0 +1,109 @@
+package controller
+
+import (
+	"strings"
+
+	"wasmbed.io/wasmbed/crds/v1alpha1"
+	"wasmbed.io/wasmbed/gateway/protocol"
+)
+
+// Per-device rollout states, as GET /applications/{name}/devices serves
+// them and ApplicationStatus counts them.
+const (
+	RolloutPending      = "Pending"      // waiting for its batch
+	RolloutWaiting      = "Waiting"      // device offline
+	RolloutTransferring = "Transferring" // module on its way
+	RolloutRunning      = "Running"
+	RolloutExited       = "Exited" // ran to completion
+	RolloutStopped      = "Stopped"
+	RolloutFailed       = "Failed"
+)
+
+// Wanted is the revision app's devices are being moved to: the spec's,
+// or after an aborted rollout the stable revision it returned to. ok is
+// false when an aborted rollout had no stable revision to return to: the
+// devices are meant to run nothing of the app.
+func Wanted(app *v1alpha1.Application) (spec v1alpha1.ApplicationSpec, ok bool) {
+	spec = app.Spec
+	a := app.Status.Aborted
+	if a == nil || a.Generation != app.Generation {
+		return spec, true
+	}
+	if r := findRevision(app.Status.History, a.RolledBackTo); r != nil {
+		spec.Version, spec.Module = r.Version, r.Module
+		return spec, true
+	}
+	return spec, false
+}
+
+// findRevision is the newest revision of history named version.
+func findRevision(h []v1alpha1.Revision, version string) *v1alpha1.Revision {
+	for i := len(h) - 1; i >= 0 && version != ""; i-- {
+		if h[i].Version == version {
+			return &h[i]
+		}
+	}
+	return nil
+}
+
+// DeviceRollout is device d's part of the rollout of app towards want,
+// from what d's status says: the row GET /applications/{name}/devices
+// serves.
+func DeviceRollout(app string, want v1alpha1.ApplicationSpec, d *v1alpha1.Device) v1alpha1.DeviceRollout {
+	row := v1alpha1.DeviceRollout{Device: d.Name, Target: want.Version}
+	rep := reported(d, app)
+	if rep != nil {
+		row.Version, row.Since = rep.Version, rep.Since
+	}
+	switch {
+	case rep != nil && rep.SHA256 == want.Module.SHA256:
+		switch rep.State {
+		case protocol.StateRunning.String():
+			row.State = RolloutRunning
+		case protocol.StateExited.String():
+			row.State = RolloutExited
+		case protocol.StateStopped.String():
+			row.State = RolloutStopped
+		case protocol.StateFailed.String():
+			row.State, row.Reason = RolloutFailed, rep.Reason
+		default:
+			row.State = RolloutTransferring
+		}
+	case rep != nil && rep.Target == want.Version && rep.TargetFailed != "":
+		// The device refused the delivery and runs what it ran before.
+		row.State, row.Reason = RolloutFailed, rep.TargetFailed
+	case rep != nil && rep.Target == want.Version && d.Status.Phase == v1alpha1.DeviceOnline:
+		row.State = RolloutTransferring
+	case d.Status.Phase != v1alpha1.DeviceOnline:
+		row.State, row.Reason = RolloutWaiting, "device is "+strings.ToLower(string(orPending(d.Status.Phase)))
+	default:
+		row.State = RolloutPending
+	}
+	if row.State != RolloutFailed && rep != nil && rep.SHA256 != want.Module.SHA256 {
+		row.Since = nil // the state is not the reported app's
+	}
+	return row
+}
+
+// reported is app as d reports it, or nil.
+func reported(d *v1alpha1.Device, app string) *v1alpha1.DeviceApp {
+	for i := range d.Status.Apps {
+		if d.Status.Apps[i].Name == app {
+			return &d.Status.Apps[i]
+		}
+	}
+	return nil
+}
+
+func orPending(p v1alpha1.DevicePhase) v1alpha1.DevicePhase {
+	if p == "" {
+		return v1alpha1.DevicePending
+	}
+	return p
+}
+
+// runs reports whether the device reports app running.
+func runs(d *v1alpha1.Device, app string) bool {
+	a := reported(d, app)
+	return a != nil && a.State == protocol.StateRunning.String()
+}

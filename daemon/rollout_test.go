@@ -1,0 +1,141 @@
+package daemon_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"wasmbed.io/wasmbed/crds/v1alpha1"
+	"wasmbed.io/wasmbed/daemon/api"
+	"wasmbed.io/wasmbed/daemon/client"
+	"wasmbed.io/wasmbed/daemon/controller"
+)
+
+// TestBrokenRolloutsDoNotLoop rolls out two broken versions in a row over
+// a good one on sim boards: each is aborted, the devices return to the
+// stable version, the spec is never written by the daemon (its generation
+// does not move), and once the devices are back nothing more is sent. A
+// good version after that rolls out and becomes the stable one.
+func TestBrokenRolloutsDoNotLoop(t *testing.T) {
+	ctx := context.Background()
+	d := startDaemon(t, t.TempDir())
+	c := d.c
+	sent := watchTransfers(t, c)
+	devices := []string{"loop-a", "loop-b"}
+	sensorOn(t, c, devices...)
+	waitApp(t, c, "version 1 running, stable", func(a *v1alpha1.Application) bool {
+		return a.Status.Phase == v1alpha1.AppRunning && a.Status.StableRevision == "1"
+	})
+
+	for _, broken := range []struct{ version, file string }{{"2", "badimport.wasm"}, {"3", "trap.wasm"}} {
+		mod, err := c.UploadModule(ctx, bytes.NewReader(readApp(t, broken.file)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		written := updateApp(t, c, "sensor", func(app *v1alpha1.Application) {
+			app.Spec.Module, app.Spec.Version = v1alpha1.ModuleRef{SHA256: mod.SHA256}, broken.version
+		})
+		a := waitApp(t, c, "version "+broken.version+" aborted, back on 1", func(a *v1alpha1.Application) bool {
+			ab := a.Status.Aborted
+			return ab != nil && ab.Generation == written.Generation && ab.RolledBackTo == "1" &&
+				a.Status.Running == int32(len(devices)) && a.Status.CurrentRevision == "1"
+		})
+		if a.Generation != written.Generation || a.Spec.Version != broken.version {
+			t.Fatalf("after the abort the spec is version %s, generation %d; want %s, %d as written",
+				a.Spec.Version, a.Generation, broken.version, written.Generation)
+		}
+		// Several resyncs later nothing more was sent and the spec is as
+		// written.
+		before := sent.count()
+		time.Sleep(4 * time.Second)
+		a, err = c.GetApplication(ctx, "sensor")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after := sent.count(); after != before || a.Generation != written.Generation {
+			t.Errorf("version %s: %d transfers began after the devices were back on 1 and generation is %d (want %d): the rollout loops",
+				broken.version, after-before, a.Generation, written.Generation)
+		}
+		ready := ""
+		for _, cond := range a.Status.Conditions {
+			if cond.Type == "Ready" {
+				ready = string(cond.Status) + " " + cond.Reason
+			}
+		}
+		if a.Status.Phase != v1alpha1.AppRolledBack || ready != "False RolloutAborted" {
+			t.Errorf("version %s: phase %s, Ready %q; want RolledBack, False RolloutAborted", broken.version, a.Status.Phase, ready)
+		}
+		rows, err := c.ListApplicationDevices(ctx, "sensor", controller.RolloutRunning)
+		if err != nil || len(rows.Items) != len(devices) || rows.Items[0].Version != "1" {
+			t.Errorf("running rows = %+v, %v; want every device on 1", rows, err)
+		}
+	}
+
+	good, err := c.UploadModule(ctx, bytes.NewReader(readApp(t, "sensor-v2.wasm")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	updateApp(t, c, "sensor", func(app *v1alpha1.Application) {
+		app.Spec.Module, app.Spec.Version = v1alpha1.ModuleRef{SHA256: good.SHA256}, "4"
+	})
+	a := waitApp(t, c, "version 4 running, stable", func(a *v1alpha1.Application) bool {
+		return a.Status.Phase == v1alpha1.AppRunning && a.Status.StableRevision == "4" && a.Status.Aborted == nil
+	})
+	if n := len(a.Status.History); n != 4 || a.Status.History[n-1].Devices != int32(len(devices)) {
+		t.Errorf("history %+v, want four revisions, the last on every device", a.Status.History)
+	}
+}
+
+// transfers counts module transfers begun, from the event stream: each
+// begins with a progress event at offset 0.
+type transfers struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (s *transfers) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.n
+}
+
+func watchTransfers(t *testing.T, c *client.Client) *transfers {
+	t.Helper()
+	events, err := c.Events(context.Background(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { events.Close() })
+	s := &transfers{}
+	go func() {
+		for {
+			e, err := events.Next()
+			if err != nil {
+				return
+			}
+			if e.Type == api.EventProgress && e.App.Sent == 0 {
+				s.mu.Lock()
+				s.n++
+				s.mu.Unlock()
+			}
+		}
+	}()
+	return s
+}
+
+// waitApp waits until the sensor app satisfies ok and returns it.
+func waitApp(t *testing.T, c *client.Client, what string, ok func(*v1alpha1.Application) bool) *v1alpha1.Application {
+	t.Helper()
+	var a *v1alpha1.Application
+	eventually(t, what, func() (bool, error) {
+		var err error
+		if a, err = c.GetApplication(context.Background(), "sensor"); err != nil {
+			return false, err
+		}
+		return ok(a), fmt.Errorf("phase %s, %d running, %d failed, aborted %+v", a.Status.Phase, a.Status.Running, a.Status.Failed, a.Status.Aborted)
+	})
+	return a
+}

@@ -156,7 +156,8 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return err
 	}
-	st, recorder, closeStore, err := openStore(cfg)
+	eventCounts := newEventCounts()
+	st, recorder, closeStore, err := openStore(cfg, eventCounts)
 	if err != nil {
 		return err
 	}
@@ -259,7 +260,7 @@ func Run(ctx context.Context, cfg Config) error {
 	placement := &controller.Placement{Store: cached, Interval: cfg.GatewayHeartbeat, Recorder: recorder, Logger: log}
 
 	reg := prometheus.NewRegistry()
-	d.metrics = newMetrics(reg, d, writes)
+	d.metrics = newMetrics(reg, d, writes, eventCounts)
 	handler, err := apiserver.New(apiserver.Deps{
 		Store: st, Boards: boardCatalog(d.backends), Tokens: ca, Consoles: d, Events: bus, Sessions: gw, Live: gw,
 		Info: d.info, Token: cfg.Token, Registry: reg, Ready: d.ready, Logger: log,

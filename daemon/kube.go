@@ -8,16 +8,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
+	"github.com/prometheus/client_golang/prometheus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	coordinationv1 "k8s.io/client-go/kubernetes/typed/coordination/v1"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
-	"k8s.io/client-go/tools/record"
 
-	"wasmbed.io/wasmbed/crds/v1alpha1"
 	"wasmbed.io/wasmbed/daemon/controller"
 	"wasmbed.io/wasmbed/daemon/store"
 )
@@ -53,8 +49,9 @@ func (l LeaseTimes) orDefaults() LeaseTimes {
 }
 
 // openStore opens the store cfg asks for, with the recorder of events on
-// resources that goes with it (nil for the embedded store).
-func openStore(cfg Config) (store.Store, controller.Recorder, func(), error) {
+// resources that goes with it (nil for the embedded store), counting
+// what becomes of each event in events.
+func openStore(cfg Config, events *prometheus.CounterVec) (store.Store, controller.Recorder, func(), error) {
 	switch cfg.Store {
 	case "", StoreEmbedded:
 		st, err := store.OpenEmbedded(filepath.Join(cfg.DataDir, "store"))
@@ -70,32 +67,17 @@ func openStore(cfg Config) (store.Store, controller.Recorder, func(), error) {
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		rec, stop, err := eventRecorder(cfg)
+		rec, err := newKubeRecorder(cfg.Kube, cfg.Namespace, cfg.GatewayName, events, cfg.Logger)
 		if err != nil {
 			st.Close()
 			return nil, nil, nil, err
 		}
+		ctx, stop := context.WithCancel(context.Background())
+		go rec.run(ctx)
 		return st, rec, func() { stop(); st.Close() }, nil
 	default:
 		return nil, nil, nil, fmt.Errorf("unknown store %q: %s or %s", cfg.Store, StoreEmbedded, StoreKubernetes)
 	}
-}
-
-// eventRecorder records Events on the daemon's resources in its namespace,
-// with client-go's broadcaster (which aggregates repeats and rate-limits).
-func eventRecorder(cfg Config) (controller.Recorder, func(), error) {
-	cs, err := typedcorev1.NewForConfig(cfg.Kube)
-	if err != nil {
-		return nil, nil, err
-	}
-	scheme := runtime.NewScheme()
-	if err := v1alpha1.AddToScheme(scheme); err != nil {
-		return nil, nil, err
-	}
-	b := record.NewBroadcaster()
-	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: cs.Events(cfg.Namespace)})
-	rec := b.NewRecorder(scheme, corev1.EventSource{Component: "wasmbedd", Host: cfg.GatewayName})
-	return rec, b.Shutdown, nil
 }
 
 // leadership runs work while this daemon leads. With the embedded store a

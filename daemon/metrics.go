@@ -26,7 +26,7 @@ func newStoreWrites() storeWrites {
 
 func (w storeWrites) count(kind, op string) { w.vec.WithLabelValues(kind, op).Inc() }
 
-func newMetrics(reg *prometheus.Registry, d *daemon, writes storeWrites) *metrics {
+func newMetrics(reg *prometheus.Registry, d *daemon, writes storeWrites, events *prometheus.CounterVec) *metrics {
 	m := &metrics{
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wasmbed_gateway_events_total",
@@ -36,6 +36,7 @@ func newMetrics(reg *prometheus.Registry, d *daemon, writes storeWrites) *metric
 	reg.MustRegister(
 		m.events,
 		writes.vec,
+		events,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "wasmbed_gateway_sessions",
 			Help: "Live device sessions on this daemon's gateway.",

@@ -593,16 +593,37 @@ func setConditions(st *v1alpha1.ApplicationStatus, app *v1alpha1.Application, pr
 	setCondition(st, app, "Ready", metav1.ConditionFalse, reason, msg)
 }
 
+// StatusFailure is the condition an Application carries while its status
+// cannot be written (the store refuses it): True, with the store's error.
+const StatusFailure = "StatusFailure"
+
 // writeStatus applies change to a copy of app's status and writes it when
-// it differs.
+// it differs. A status the store refuses is said in a Warning Event and,
+// on the status as last written, in the StatusFailure condition, so that
+// the status does not freeze in silence; the next written status clears
+// it.
 func (c *Applications) writeStatus(ctx context.Context, app *v1alpha1.Application, change func(*v1alpha1.ApplicationStatus)) error {
+	was := app.Status.DeepCopy()
 	st := app.Status.DeepCopy()
 	change(st)
+	apimeta.RemoveStatusCondition(&st.Conditions, StatusFailure)
 	if equality.Semantic.DeepEqual(st, &app.Status) {
 		return nil
 	}
 	app.Status = *st
 	_, err := c.Store.Applications().UpdateStatus(ctx, app)
+	if err == nil || errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) || ctx.Err() != nil {
+		return err
+	}
+	c.loop.log.Warn("application status not written", "app", app.Name, "err", err)
+	record(c.Recorder, app, EventWarning, "StatusWriteFailed", "the status could not be written: %v", err)
+	app.Status = *was
+	setCondition(&app.Status, app, StatusFailure, metav1.ConditionTrue, "WriteRefused", "the status could not be written: "+err.Error())
+	if !equality.Semantic.DeepEqual(&app.Status, was) {
+		if _, err := c.Store.Applications().UpdateStatus(ctx, app); err != nil {
+			c.loop.log.Warn("application status failure not written either", "app", app.Name, "err", err)
+		}
+	}
 	return err
 }
 

@@ -172,6 +172,9 @@ func (c *Devices) reconcile(ctx context.Context, name string) error {
 	was := dev.Status.Phase
 	dev.Status = *st
 	if _, err := c.Store.Devices().UpdateStatus(ctx, dev); err != nil {
+		if !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrNotFound) && ctx.Err() == nil {
+			record(c.Recorder, dev, EventWarning, "StatusWriteFailed", "the status could not be written: %v", err)
+		}
 		return err
 	}
 	switch {

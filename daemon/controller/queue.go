@@ -71,7 +71,7 @@ func (l *loop) next(ctx context.Context, r reconciler) bool {
 	case errors.Is(err, store.ErrConflict):
 		l.queue.AddRateLimited(name) // someone wrote first: retry on a fresh copy
 	default:
-		l.log.Info("reconcile failed", "name", name, "err", err)
+		l.log.Warn("reconcile failed", "name", name, "err", err)
 		l.queue.AddRateLimited(name)
 	}
 	return true

@@ -212,7 +212,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	bus := events.New(4096)
-	d := &daemon{cfg: cfg, log: log, store: st, bus: bus, started: time.Now(), advertise: advertise, consoles: make(map[string]*renode.Console),
+	d := &daemon{cfg: cfg, log: log, store: st, cached: cached, bus: bus, started: time.Now(), advertise: advertise, consoles: make(map[string]*renode.Console),
 		lead: &leadership{self: cfg.GatewayName}}
 	gw, err := gateway.New(gateway.Config{
 		Authority: ca, Certificate: cert, Events: gateway.EventFunc(d.gatewayEvent),
@@ -385,6 +385,7 @@ type daemon struct {
 	cfg       Config
 	log       *slog.Logger
 	store     store.Store
+	cached    store.Store // the controllers' view: informers with Kubernetes
 	bus       *events.Bus
 	gw        *gateway.Gateway
 	backends  map[string]renode.Backend
@@ -445,7 +446,6 @@ func (d *daemon) gatewayEvent(e gateway.Event) {
 	case gateway.EventProgress:
 		ev.Type = api.EventProgress
 		ev.App = &api.AppEvent{Name: e.App.App, Version: e.App.Version, State: e.App.State.String(), Sent: e.Sent, Total: e.Total}
-		d.apps.Progress(e.App.App, e.Device, e.Sent, e.Total)
 	case gateway.EventTelemetry:
 		ev.Type = api.EventTelemetry
 		ev.App = &api.AppEvent{Name: e.Telemetry.App}

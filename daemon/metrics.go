@@ -47,7 +47,8 @@ func newMetrics(reg *prometheus.Registry, d *daemon, writes storeWrites, events 
 }
 
 // phaseCollector counts devices and applications by phase at scrape time,
-// from the store, so the figures are never stale.
+// from the controllers' view of the store (informers' caches with
+// Kubernetes: a scrape costs the API server nothing).
 type phaseCollector struct{ d *daemon }
 
 var (
@@ -63,7 +64,7 @@ func (c *phaseCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *phaseCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if devs, err := c.d.store.Devices().List(ctx); err == nil {
+	if devs, err := c.d.cached.Devices().List(ctx); err == nil {
 		n := map[string]int{}
 		for _, d := range devs {
 			n[string(d.Status.Phase)]++
@@ -72,7 +73,7 @@ func (c *phaseCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(devicePhaseDesc, prometheus.GaugeValue, float64(k), phase)
 		}
 	}
-	if apps, err := c.d.store.Applications().List(ctx); err == nil {
+	if apps, err := c.d.cached.Applications().List(ctx); err == nil {
 		n := map[string]int{}
 		for _, a := range apps {
 			n[string(a.Status.Phase)]++

@@ -220,10 +220,17 @@ func (g *Gateway) pending(s *session) []*desiredApp {
 	return out
 }
 
-// transfer sends one module: the manifest, then chunks from the offset the
-// device reports, each acked before the next (spec section "Module
-// transfer"). The device verifies and starts it and reports with AppStatus.
+// transfer sends one module, in one of the gateway's transfer slots: the
+// manifest, then chunks from the offset the device reports, each acked
+// before the next (spec section "Module transfer"). The device verifies
+// and starts it and reports with AppStatus.
 func (s *session) transfer(ctx context.Context, d *desiredApp, log *slog.Logger) error {
+	select {
+	case s.g.transfers <- struct{}{}:
+		defer func() { <-s.g.transfers }()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 	mod := d.mod
 	rctx, cancel := context.WithTimeout(ctx, s.g.cfg.RequestTimeout)
 	r, err := s.conn.Request(rctx, protocol.TypeDeploy, &protocol.Deploy{

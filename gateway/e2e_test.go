@@ -280,3 +280,42 @@ func readCert(t *testing.T, dir string) *x509.Certificate {
 	}
 	return c
 }
+
+// TestTransfersAreBounded: with MaxTransfers 1, modules deployed to three
+// devices at once are sent one after the other: no device's transfer
+// begins before the one under way has sent its last chunk.
+func TestTransfersAreBounded(t *testing.T) {
+	tb := newTestbed(t, func(c *gateway.Config) { c.MaxTransfers, c.ChunkSize = 1, 1024 })
+	ctx := ctxT(t)
+	names := []string{"tb-a", "tb-b", "tb-c"}
+	for _, n := range names {
+		tb.startDeviceIn(n, tb.provision(n), "", nil)
+		tb.events.waitFor(t, 0, n+" online", isType(n, gateway.EventOnline))
+	}
+	m := tb.events.mark()
+	mod := module(t, "hello.wasm", "hello", "1")
+	errs := make(chan error, len(names))
+	for _, n := range names {
+		go func() { errs <- tb.gw.Deploy(ctx, n, mod) }()
+	}
+	for range names {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	sending := "" // the device whose transfer is under way
+	for _, e := range tb.events.since(m) {
+		if e.Type != gateway.EventProgress {
+			continue
+		}
+		switch {
+		case sending == "":
+			sending = e.Device
+		case e.Device != sending:
+			t.Fatalf("%s's transfer progressed while %s's was under way", e.Device, sending)
+		}
+		if e.Sent == e.Total {
+			sending = ""
+		}
+	}
+}

@@ -26,6 +26,10 @@ const (
 	DefaultHeartbeatInterval = 10 * time.Second
 	DefaultHandshakeTimeout  = 10 * time.Second
 	DefaultChunkSize         = 16 << 10
+	// DefaultMaxTransfers bounds the modules sent at once: a rollout to a
+	// whole fleet queues its transfers instead of holding a chunk and its
+	// TLS records in memory for every device at the same time.
+	DefaultMaxTransfers = 256
 )
 
 // ErrNotConnected is returned for commands to a device without a live session.
@@ -47,6 +51,7 @@ type Config struct {
 	HeartbeatTimeout  time.Duration // silence that ends a session; 3 heartbeat intervals
 	HandshakeTimeout  time.Duration // TLS handshake plus first message; DefaultHandshakeTimeout
 	ChunkSize         int           // module bytes per Chunk; DefaultChunkSize, at most protocol.MaxChunk
+	MaxTransfers      int           // modules sent at once, over every session; DefaultMaxTransfers
 	RequestTimeout    time.Duration // deadline of one command including retries; 30s
 	Backoff           protocol.Backoff
 }
@@ -62,6 +67,8 @@ type Gateway struct {
 	desired  map[string]map[string]*desiredApp
 	waiters  map[waitKey][]chan error
 	boards   map[string]Board // registered boards by device
+
+	transfers chan struct{} // a slot per module being sent
 }
 
 // New checks cfg and returns a Gateway ready to Serve.
@@ -87,6 +94,9 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 30 * time.Second
 	}
+	if cfg.MaxTransfers <= 0 {
+		cfg.MaxTransfers = DefaultMaxTransfers
+	}
 	if cfg.Events == nil {
 		cfg.Events = EventFunc(func(Event) {})
 	}
@@ -107,6 +117,8 @@ func New(cfg Config) (*Gateway, error) {
 		desired:  make(map[string]map[string]*desiredApp),
 		waiters:  make(map[waitKey][]chan error),
 		boards:   make(map[string]Board),
+
+		transfers: make(chan struct{}, cfg.MaxTransfers),
 	}
 	return g, nil
 }

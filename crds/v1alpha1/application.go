@@ -149,8 +149,6 @@ type DeviceRollout struct {
 	State   string       `json:"state"`
 	Reason  string       `json:"reason,omitempty"`
 	Since   *metav1.Time `json:"since,omitempty"`
-	// Progress is bytes transferred of the module.
-	Progress int64 `json:"progress,omitempty"`
 }
 
 // DeviceRolloutList is a page of an application's devices.

@@ -61,9 +61,8 @@ type Sessions interface {
 type key struct{ app, device string }
 
 type deployment struct {
-	sha        string
-	sent, size uint64
-	cancel     context.CancelFunc
+	sha    string
+	cancel context.CancelFunc
 }
 
 type result struct {
@@ -111,16 +110,6 @@ func (c *Applications) seen(app *v1alpha1.Application) {
 	c.idx.setApp(app)
 	c.mu.Unlock()
 	c.Enqueue(app.Name)
-}
-
-// Progress records transfer progress reported by the gateway.
-func (c *Applications) Progress(app, device string, sent, total uint64) {
-	c.mu.Lock()
-	if d := c.inflight[key{app, device}]; d != nil {
-		d.sent, d.size = sent, total
-	}
-	c.mu.Unlock()
-	c.Enqueue(app)
 }
 
 // Run reconciles until ctx ends.
@@ -279,16 +268,12 @@ func (c *Applications) rowFor(app string, want v1alpha1.ApplicationSpec, d *v1al
 	k := key{app, d.Name}
 	c.mu.Lock()
 	dep := c.inflight[k]
-	var sent uint64
-	if dep != nil {
-		sent = dep.sent // Progress writes it under c.mu
-	}
 	res, hasRes := c.results[k]
 	c.mu.Unlock()
 	sha := want.Module.SHA256
 	switch {
 	case dep != nil && dep.sha == sha:
-		row.State, row.Progress, row.Reason = RolloutTransferring, int64(sent), ""
+		row.State, row.Reason = RolloutTransferring, ""
 	case hasRes && res.sha == sha && res.reason != "" && row.State != RolloutFailed:
 		row.State, row.Reason = RolloutFailed, res.reason
 	case hasRes && res.sha == sha && res.reason == "" && (row.State == RolloutPending || row.State == RolloutWaiting):
@@ -471,7 +456,7 @@ func (c *Applications) deploy(app, device string, mod gateway.Module) {
 	sha := hex.EncodeToString(mod.SHA256)
 	k := key{app, device}
 	c.mu.Lock()
-	c.inflight[k] = &deployment{sha: sha, size: uint64(len(mod.Data)), cancel: cancel}
+	c.inflight[k] = &deployment{sha: sha, cancel: cancel}
 	c.mu.Unlock()
 	go func() {
 		defer cancel()

@@ -114,7 +114,13 @@ func (in *instance) stop() {
 
 func eventually(t *testing.T, what string, cond func() (bool, error)) {
 	t.Helper()
-	deadline := time.Now().Add(waitLimit)
+	eventuallyWithin(t, waitLimit, what, cond)
+}
+
+// eventuallyWithin is eventually with a wait limit of its own.
+func eventuallyWithin(t *testing.T, limit time.Duration, what string, cond func() (bool, error)) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
 	var last error
 	for time.Now().Before(deadline) {
 		ok, err := cond()

@@ -14,8 +14,8 @@ import (
 	"wasmbed.io/wasmbed/daemon/client"
 )
 
-// storeWrites sums wasmbed_store_writes_total for kind from the daemon's
-// metrics.
+// storeWrites sums wasmbed_store_writes_total for kind ("" for every
+// kind) from the daemon's metrics.
 func storeWrites(t *testing.T, c *client.Client, kind string) float64 {
 	t.Helper()
 	text, err := c.Metrics(context.Background())
@@ -26,7 +26,7 @@ func storeWrites(t *testing.T, c *client.Client, kind string) float64 {
 	sc := bufio.NewScanner(bytes.NewReader(text))
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, "wasmbed_store_writes_total{") || !strings.Contains(line, `kind="`+kind+`"`) {
+		if !strings.HasPrefix(line, "wasmbed_store_writes_total{") || (kind != "" && !strings.Contains(line, `kind="`+kind+`"`)) {
 			continue
 		}
 		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)

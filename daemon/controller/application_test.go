@@ -126,6 +126,12 @@ func TestIndex(t *testing.T) {
 	if got := x.unknownApps(); !slices.Equal(got, []string{"ghost"}) {
 		t.Errorf("unknownApps = %v, want [ghost]", got)
 	}
+	// A refreshed last-seen time moves no rollout.
+	seen := b.DeepCopy()
+	seen.Status.LastSeen = &metav1.Time{Time: time.Now()}
+	if got := x.setDevice("b", seen); got != nil {
+		t.Errorf("a last-seen refresh concerns %v, want none", got)
+	}
 	// a leaves the lab: the app still hears of it, once more.
 	if got := x.setDevice("a", device("a", map[string]string{"room": "office"})); !slices.Contains(got, "sensor") {
 		t.Errorf("setDevice(a out of the target) concerns %v, want sensor", got)

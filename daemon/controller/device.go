@@ -104,11 +104,13 @@ func (c *Devices) Run(ctx context.Context) error {
 		c.Resync = 10 * time.Second
 	}
 	c.loop = newLoop("devices", c.Logger)
-	// Only boards change without telling: the periodic resync looks at
-	// emulated devices alone. Every other change arrives as a store or
-	// gateway event, and the last-seen refresh is scheduled per device.
+	// Only boards change without telling, and unplaced devices wait for a
+	// daemon to lead (which may come after their first reconcile): the
+	// periodic resync looks at those alone. Every other change arrives as
+	// a store or gateway event, and the last-seen refresh is scheduled per
+	// device.
 	go watch(ctx, c.Store.Devices(), c.Resync, func(d *v1alpha1.Device) { c.loop.Enqueue(d.Name) }, nil,
-		func(d *v1alpha1.Device) bool { return d.Spec.Emulation != nil })
+		func(d *v1alpha1.Device) bool { return d.Spec.Emulation != nil || d.Status.Gateway == "" })
 	// Reconciles wait on the store (a round trip each with Kubernetes):
 	// several run at once.
 	c.loop.run(ctx, 8, c.reconcile)

@@ -88,8 +88,13 @@ func (x *index) dropApp(app string) {
 
 // setDevice indexes d (nil: the device named name was deleted) and
 // returns the apps the change concerns: those whose target selects it,
-// selected it before, or that it reports or reported.
+// selected it before, or that it reports or reported. A change that moves
+// no rollout (a refreshed last-seen time, a board's state) concerns none.
 func (x *index) setDevice(name string, d *v1alpha1.Device) []string {
+	if old := x.devices[name]; old != nil && d != nil && !rolloutChange(old, d) {
+		x.devices[name] = d
+		return nil
+	}
 	var apps []string
 	for app, sel := range x.known {
 		set := x.targets[app]
@@ -125,6 +130,15 @@ func (x *index) setDevice(name string, d *v1alpha1.Device) []string {
 		apps = append(apps, a.Name)
 	}
 	return apps
+}
+
+// rolloutChange reports whether a device's change can move a rollout:
+// its labels (what selects it), its phase (offline devices wait), or what
+// it reports of its apps.
+func rolloutChange(old, d *v1alpha1.Device) bool {
+	return old.Status.Phase != d.Status.Phase ||
+		!equality.Semantic.DeepEqual(old.Labels, d.Labels) ||
+		!equality.Semantic.DeepEqual(old.Status.Apps, d.Status.Apps)
 }
 
 // targeted returns the devices app's target selects, sorted by name.

@@ -167,6 +167,20 @@ func (g *Gateway) failDeploy(device string, d *desiredApp, err error) {
 	}})
 }
 
+// ForgetApp drops app from what the gateway delivers to every device: an
+// application that was deleted is never sent again, to a device that
+// comes back or to one that never had it.
+func (g *Gateway) ForgetApp(app string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for device, apps := range g.desired {
+		delete(apps, app)
+		if len(apps) == 0 {
+			delete(g.desired, device)
+		}
+	}
+}
+
 // Delivery is a module the gateway was asked to deliver to a device.
 type Delivery struct {
 	App, Version string

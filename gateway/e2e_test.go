@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -317,5 +318,40 @@ func TestTransfersAreBounded(t *testing.T) {
 		if e.Sent == e.Total {
 			sending = ""
 		}
+	}
+}
+
+// TestForgottenAppIsNotSent: an app the owner deployed to a device while
+// it was offline, then forgot (the application was deleted), is not sent
+// when the device comes: another app deployed after it arrives alone.
+func TestForgottenAppIsNotSent(t *testing.T) {
+	tb := newTestbed(t, nil)
+	ctx := ctxT(t)
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	err := tb.gw.Deploy(short, "late", module(t, "hello.wasm", "deleted", "1"))
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Deploy to an offline device = %v, want the deadline", err)
+	}
+	if got := tb.gw.Deliveries("late"); len(got) != 1 {
+		t.Fatalf("deliveries before the app is forgotten = %+v, want one", got)
+	}
+	tb.gw.ForgetApp("deleted")
+	if got := tb.gw.Deliveries("late"); len(got) != 0 {
+		t.Fatalf("deliveries after the app is forgotten = %+v, want none", got)
+	}
+	m := tb.events.mark()
+	tb.startDeviceIn("late", tb.provision("late"), "", nil)
+	tb.events.waitFor(t, m, "late online", isType("late", gateway.EventOnline))
+	if err := tb.gw.Deploy(ctx, "late", module(t, "hello.wasm", "kept", "1")); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range tb.events.since(m) {
+		if e.App != nil && e.App.App == "deleted" {
+			t.Errorf("the forgotten app reached the device: %+v", e)
+		}
+	}
+	if s, _ := tb.gw.Session("late"); len(s.Apps) != 1 || s.Apps[0].App != "kept" {
+		t.Errorf("the device reports %+v, want the kept app alone", s.Apps)
 	}
 }

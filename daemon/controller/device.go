@@ -111,6 +111,9 @@ func (c *Devices) Run(ctx context.Context) error {
 	// device.
 	go watch(ctx, c.Store.Devices(), c.Resync, func(d *v1alpha1.Device) { c.loop.Enqueue(d.Name) }, nil,
 		func(d *v1alpha1.Device) bool { return d.Spec.Emulation != nil || d.Status.Gateway == "" })
+	// Every daemon's gateway forgets a deleted application, whoever leads.
+	go watch(ctx, c.Store.Applications(), c.Resync, func(*v1alpha1.Application) {},
+		func(a *v1alpha1.Application) { c.Gateway.ForgetApp(a.Name) }, func(*v1alpha1.Application) bool { return false })
 	// Reconciles wait on the store (a round trip each with Kubernetes):
 	// several run at once.
 	c.loop.run(ctx, 8, c.reconcile)

@@ -37,6 +37,9 @@ func TestBrokenRolloutsDoNotLoop(t *testing.T) {
 		}
 		written := updateApp(t, c, "sensor", func(app *v1alpha1.Application) {
 			app.Spec.Module, app.Spec.Version = v1alpha1.ModuleRef{SHA256: mod.SHA256}, broken.version
+			// A module that traps at once runs for a moment first: with no
+			// health gate that moment would make it stable.
+			app.Spec.Rollout.HealthySeconds = 2
 		})
 		a := waitApp(t, c, "version "+broken.version+" aborted, back on 1", func(a *v1alpha1.Application) bool {
 			ab := a.Status.Aborted

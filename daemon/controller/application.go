@@ -184,7 +184,7 @@ func (c *Applications) reconcile(ctx context.Context, name string) error {
 	}
 	started := recordRevision(st, app.Spec, r.now)
 	was := app.Status.Phase
-	want, wanted := Wanted(&v1alpha1.Application{ObjectMeta: app.ObjectMeta, Spec: app.Spec, Status: *st})
+	want, ok := wanted(app, st)
 	r.want = want
 	r.rows = make([]v1alpha1.DeviceRollout, 0, len(targets))
 	for _, d := range targets {
@@ -192,7 +192,7 @@ func (c *Applications) reconcile(ctx context.Context, name string) error {
 	}
 	r.count()
 	st.CurrentRevision = want.Version
-	if !wanted {
+	if !ok {
 		st.CurrentRevision = ""
 	}
 
@@ -203,7 +203,7 @@ func (c *Applications) reconcile(ctx context.Context, name string) error {
 		setConditions(st, app, metav1.ConditionFalse, "Stopped", "the app is stopped on every device")
 	case st.Aborted == nil && st.Failed > app.Spec.Rollout.MaxFailures:
 		c.abort(ctx, r)
-	case !wanted:
+	case !ok:
 		// Aborted with no stable revision: nothing of the app runs.
 		c.stopAll(ctx, app.Name, targets)
 		st.Phase = v1alpha1.AppFailed

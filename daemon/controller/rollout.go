@@ -24,12 +24,17 @@ const (
 // false when an aborted rollout had no stable revision to return to: the
 // devices are meant to run nothing of the app.
 func Wanted(app *v1alpha1.Application) (spec v1alpha1.ApplicationSpec, ok bool) {
+	return wanted(app, &app.Status)
+}
+
+// wanted is Wanted of app with st for its status.
+func wanted(app *v1alpha1.Application, st *v1alpha1.ApplicationStatus) (spec v1alpha1.ApplicationSpec, ok bool) {
 	spec = app.Spec
-	a := app.Status.Aborted
+	a := st.Aborted
 	if a == nil || a.Generation != app.Generation {
 		return spec, true
 	}
-	if r := findRevision(app.Status.History, a.RolledBackTo); r != nil {
+	if r := findRevision(st.History, a.RolledBackTo); r != nil {
 		spec.Version, spec.Module = r.Version, r.Module
 		return spec, true
 	}

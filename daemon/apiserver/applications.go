@@ -177,11 +177,9 @@ func (s *server) rollbackApp(ctx context.Context, app *v1alpha1.Application) (bo
 // newest entry when the current version is not in the history.
 func previousRevision(app *v1alpha1.Application) (v1alpha1.Revision, bool) {
 	h := app.Status.History
-	if stable := app.Status.StableRevision; stable != "" && stable != app.Spec.Version {
-		for i := len(h) - 1; i >= 0; i-- {
-			if h[i].Version == stable {
-				return h[i], true
-			}
+	if stable := app.Status.StableRevision; stable != app.Spec.Version {
+		if r := controller.FindRevision(h, stable); r != nil {
+			return *r, true
 		}
 	}
 	start := len(h) - 1

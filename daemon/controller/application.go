@@ -401,7 +401,7 @@ func (c *Applications) abort(ctx context.Context, r *rollout) {
 	reason := fmt.Sprintf("%d of %d devices failed version %s (limit %d): %s",
 		st.Failed, st.Targeted, app.Spec.Version, app.Spec.Rollout.MaxFailures, strings.Join(failed, "; "))
 	st.Aborted = &v1alpha1.Abort{Generation: app.Generation, Version: app.Spec.Version, Reason: reason, Time: metav1.Time{Time: r.now.Truncate(time.Second)}}
-	if st.StableRevision != app.Spec.Version && findRevision(st.History, st.StableRevision) != nil {
+	if st.StableRevision != app.Spec.Version && FindRevision(st.History, st.StableRevision) != nil {
 		st.Aborted.RolledBackTo = st.StableRevision
 	}
 	c.cancelDeploys(app.Name)

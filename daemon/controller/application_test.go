@@ -48,11 +48,11 @@ func TestRevisions(t *testing.T) {
 	if len(st.History) != 2 {
 		t.Fatalf("history = %+v, want 2 revisions", st.History)
 	}
-	if r := findRevision(st.History, "1"); r == nil || r.Module.SHA256 != "aa" {
-		t.Errorf("findRevision(1) = %+v, want the revision of module aa", r)
+	if r := FindRevision(st.History, "1"); r == nil || r.Module.SHA256 != "aa" {
+		t.Errorf("FindRevision(1) = %+v, want the revision of module aa", r)
 	}
-	if r := findRevision(st.History, ""); r != nil {
-		t.Errorf("findRevision(\"\") = %+v, want none", r)
+	if r := FindRevision(st.History, ""); r != nil {
+		t.Errorf("FindRevision(\"\") = %+v, want none", r)
 	}
 	for i := 0; i < 2*historyLimit; i++ {
 		recordRevision(&st, spec("x", string(rune('a'+i))), now)

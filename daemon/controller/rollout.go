@@ -34,15 +34,15 @@ func wanted(app *v1alpha1.Application, st *v1alpha1.ApplicationStatus) (spec v1a
 	if a == nil || a.Generation != app.Generation {
 		return spec, true
 	}
-	if r := findRevision(st.History, a.RolledBackTo); r != nil {
+	if r := FindRevision(st.History, a.RolledBackTo); r != nil {
 		spec.Version, spec.Module = r.Version, r.Module
 		return spec, true
 	}
 	return spec, false
 }
 
-// findRevision is the newest revision of history named version.
-func findRevision(h []v1alpha1.Revision, version string) *v1alpha1.Revision {
+// FindRevision is the newest revision of history named version, or nil.
+func FindRevision(h []v1alpha1.Revision, version string) *v1alpha1.Revision {
 	for i := len(h) - 1; i >= 0 && version != ""; i-- {
 		if h[i].Version == version {
 			return &h[i]

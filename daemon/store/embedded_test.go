@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -445,6 +446,46 @@ func BenchmarkWatchFanout(b *testing.B) {
 		// A watcher closed for falling behind would have fewer.
 		if c != 1+n {
 			b.Fatalf("watcher %d got %d events, want %d", i, c, 1+n)
+		}
+	}
+}
+
+// TestWatchEventsReadBack: a watcher that reads an object back on its event
+// finds it as the event has it or newer, and a deleted one gone. A
+// controller reconciling a deletion must see the object missing, or it
+// would never clean up after it.
+func TestWatchEventsReadBack(t *testing.T) {
+	ctx := t.Context()
+	s := openTest(t)
+	ch, err := s.Devices().Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 100
+	go func() {
+		for i := range n {
+			name := fmt.Sprintf("rb-%03d", i)
+			if _, err := s.Devices().Create(ctx, deviceCase.newObj(name)); err != nil {
+				t.Error(err)
+				return
+			}
+			if err := s.Devices().Delete(ctx, name); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	for range 2 * n {
+		ev := next(t, ch)
+		got, err := s.Devices().Get(ctx, ev.Object.Name)
+		switch {
+		case ev.Type == Deleted && !errors.Is(err, ErrNotFound):
+			t.Fatalf("Get on the deletion of %s = %v, %v; want not found", ev.Object.Name, got, err)
+		case ev.Type == Added && err != nil:
+			// Deleted meanwhile: the deletion event follows.
+			if !errors.Is(err, ErrNotFound) {
+				t.Fatalf("Get on the creation of %s: %v", ev.Object.Name, err)
+			}
 		}
 	}
 }

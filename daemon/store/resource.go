@@ -362,8 +362,10 @@ func (r *resource[T]) commit(op, name string, write func(b *bolt.Bucket, rev uin
 		// Unreachable: data was just encoded from a T.
 		return zero, fmt.Errorf("%s %s %q: %w", op, r.noun, name, decodeErr)
 	}
-	r.publishLocked(typ, obj)
+	// The cache first: a watcher that reads the object back on the event
+	// must find it as the event has it (a deleted object gone).
 	r.cacheLocked(typ, obj.DeepCopyObject().(T))
+	r.publishLocked(typ, obj)
 	return obj, nil
 }
 

@@ -39,8 +39,15 @@ func (e *DeployError) Unwrap() error { return e.Err }
 // desiredApp is what the owner asked a device to run for one app.
 type desiredApp struct {
 	mod    Module
-	prev   *Module // the version before, for Rollback
-	failed string  // the device failed this version; not retried until deployed again
+	failed string // the device failed this version; not retried until deployed again
+}
+
+// holds reports whether a device reporting a runs mod as asked: the same
+// module, under the same version name and limits. A module held under
+// another name or limits gets its deploy again, which relabels it on the
+// device without a transfer.
+func holds(a protocol.AppInfo, mod Module) bool {
+	return bytes.Equal(a.SHA256, mod.SHA256) && a.Version == mod.Version && a.Limits == mod.Limits
 }
 
 type waitKey struct {
@@ -64,23 +71,14 @@ func (g *Gateway) Deploy(ctx context.Context, device string, mod Module) error {
 		apps = make(map[string]*desiredApp)
 		g.desired[device] = apps
 	}
-	d := apps[mod.App]
-	switch {
-	case d == nil:
-		apps[mod.App] = &desiredApp{mod: mod}
-	case bytes.Equal(d.mod.SHA256, mod.SHA256):
-		d.failed = ""
-	default:
-		prev := d.mod
-		apps[mod.App] = &desiredApp{mod: mod, prev: &prev}
-	}
+	apps[mod.App] = &desiredApp{mod: mod}
 	g.waiters[key] = append(g.waiters[key], ch)
 	s := g.sessions[device]
 	g.mu.Unlock()
 	defer g.dropWaiter(key, ch)
 
 	if s != nil {
-		if a, ok := s.app(mod.App); ok && bytes.Equal(a.SHA256, mod.SHA256) && settled(a.State) {
+		if a, ok := s.app(mod.App); ok && holds(a, mod) && settled(a.State) {
 			return appOutcome(device, a)
 		}
 		s.poke()
@@ -185,9 +183,16 @@ func (g *Gateway) ForgetApp(app string) {
 type Delivery struct {
 	App, Version string
 	SHA256       []byte
+	Limits       protocol.Limits
 	// Failed says why the device refused it, or it could not be sent; ""
 	// while it is on its way or delivered.
 	Failed string
+}
+
+// HeldBy reports whether a device reporting a holds the delivery as asked
+// (see holds).
+func (d Delivery) HeldBy(a protocol.AppInfo) bool {
+	return holds(a, Module{SHA256: d.SHA256, Version: d.Version, Limits: d.Limits})
 }
 
 // Deliveries lists what the gateway was asked to deliver to device,
@@ -197,7 +202,7 @@ func (g *Gateway) Deliveries(device string) []Delivery {
 	defer g.mu.Unlock()
 	out := make([]Delivery, 0, len(g.desired[device]))
 	for _, d := range g.desired[device] {
-		out = append(out, Delivery{App: d.mod.App, Version: d.mod.Version, SHA256: d.mod.SHA256, Failed: d.failed})
+		out = append(out, Delivery{App: d.mod.App, Version: d.mod.Version, SHA256: d.mod.SHA256, Limits: d.mod.Limits, Failed: d.failed})
 	}
 	slices.SortFunc(out, func(a, b Delivery) int { return strings.Compare(a.App, b.App) })
 	return out
@@ -226,7 +231,7 @@ func (g *Gateway) pending(s *session) []*desiredApp {
 		if d.failed != "" {
 			continue
 		}
-		if a, ok := s.app(name); ok && bytes.Equal(a.SHA256, d.mod.SHA256) && a.State != protocol.StateTransferring {
+		if a, ok := s.app(name); ok && holds(a, d.mod) && a.State != protocol.StateTransferring {
 			continue
 		}
 		out = append(out, d)
@@ -301,7 +306,7 @@ func (s *session) transfer(ctx context.Context, d *desiredApp, log *slog.Logger)
 	return nil
 }
 
-// command sends a Start, Stop or Rollback for app to device and waits for
+// command sends a Start, Stop or Remove for app to device and waits for
 // the ack.
 func (g *Gateway) command(ctx context.Context, device string, t protocol.Type, app string) error {
 	s := g.session(device)
@@ -326,20 +331,27 @@ func (g *Gateway) Stop(ctx context.Context, device, app string) error {
 	return g.command(ctx, device, protocol.TypeStop, app)
 }
 
-// Rollback makes the device run the app's previous version again and makes
-// that version the desired one.
-func (g *Gateway) Rollback(ctx context.Context, device, app string) error {
-	if err := g.command(ctx, device, protocol.TypeRollback, app); err != nil {
+// Remove uninstalls app from device and forgets it from what the gateway
+// delivers there: the device stops it, deletes its modules and no longer
+// lists it. Removing an app the device does not have succeeds. An offline
+// device is not reached (ErrNotConnected); it no longer gets the app.
+func (g *Gateway) Remove(ctx context.Context, device, app string) error {
+	g.mu.Lock()
+	if apps := g.desired[device]; apps != nil {
+		delete(apps, app)
+		if len(apps) == 0 {
+			delete(g.desired, device)
+		}
+	}
+	g.mu.Unlock()
+	if err := g.command(ctx, device, protocol.TypeRemove, app); err != nil {
 		return err
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if d := g.desired[device][app]; d != nil {
-		if d.prev != nil {
-			g.desired[device][app] = &desiredApp{mod: *d.prev}
-		} else {
-			delete(g.desired[device], app)
-		}
+	if s := g.session(device); s != nil {
+		s.report.Lock()
+		s.dropApp(app)
+		g.publish(Event{Type: EventRemoved, Device: device, App: &protocol.AppInfo{App: app}})
+		s.report.Unlock()
 	}
 	return nil
 }

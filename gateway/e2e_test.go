@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -104,11 +105,7 @@ func TestEndToEnd(t *testing.T) {
 	if err := tb.gw.Deploy(ctx, "dev-1", v1); err != nil {
 		t.Fatalf("Deploy v1 again = %v", err)
 	}
-	for _, e := range ev.since(m) {
-		if e.Type == gateway.EventProgress && e.App.App == "sensor" {
-			t.Fatalf("second deploy of the same module transferred it: %+v", e)
-		}
-	}
+	noTransfer(t, ev, m, "second deploy of the same module")
 
 	// Update to v2: its new value arrives and v1 is kept for rollback.
 	m = ev.mark()
@@ -121,21 +118,41 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("after update sensor = %+v, want version 2 with previous 1", a)
 	}
 
-	// Rollback to v1 without a transfer.
+	// Rollback to v1: a deploy of the version the device holds, installed
+	// without a transfer.
 	m = ev.mark()
-	if err := tb.gw.Rollback(ctx, "dev-1", "sensor"); err != nil {
-		t.Fatalf("Rollback = %v", err)
+	if err := tb.gw.Deploy(ctx, "dev-1", v1); err != nil {
+		t.Fatalf("Deploy v1 to roll back = %v", err)
 	}
 	ev.waitFor(t, m, "v1 running after rollback", appState("dev-1", "sensor", "1", protocol.StateRunning))
 	ev.waitFor(t, m, "v1 console after rollback", consoleHas("dev-1", "sensor v1"))
+	noTransfer(t, ev, m, "rollback to v1")
 	t.Logf("rolled back to sensor v1 without a transfer")
+
+	// The same module under a new version name, then under new limits:
+	// relabelled in place, without a transfer; the new limits restart it.
+	m = ev.mark()
+	v1b := v1
+	v1b.Version = "1b"
+	if err := tb.gw.Deploy(ctx, "dev-1", v1b); err != nil {
+		t.Fatalf("Deploy v1 as 1b = %v", err)
+	}
+	v1b.Limits = protocol.Limits{PeriodMS: 250}
+	if err := tb.gw.Deploy(ctx, "dev-1", v1b); err != nil {
+		t.Fatalf("Deploy 1b with new limits = %v", err)
+	}
+	noTransfer(t, ev, m, "relabel")
+	if a := sessionApp(t, tb, "dev-1", "sensor"); a.Version != "1b" || a.Limits != v1b.Limits || a.State != protocol.StateRunning {
+		t.Errorf("after relabel sensor = %+v, want 1b running under %+v", a, v1b.Limits)
+	}
+	t.Logf("relabelled v1 as 1b and applied new limits without a transfer")
 
 	// Stop.
 	m = ev.mark()
 	if err := tb.gw.Stop(ctx, "dev-1", "sensor"); err != nil {
 		t.Fatalf("Stop = %v", err)
 	}
-	ev.waitFor(t, m, "sensor stopped", appState("dev-1", "sensor", "1", protocol.StateStopped))
+	ev.waitFor(t, m, "sensor stopped", appState("dev-1", "sensor", "1b", protocol.StateStopped))
 	t.Logf("sensor stopped")
 	if err := tb.gw.Stop(ctx, "dev-1", "nope"); !errors.Is(err, &protocol.Error{Code: protocol.CodeUnknownApp}) {
 		t.Errorf("Stop of an unknown app = %v, want unknown-app", err)
@@ -146,14 +163,14 @@ func TestEndToEnd(t *testing.T) {
 	if err := tb.gw.Start(ctx, "dev-1", "sensor"); err != nil {
 		t.Fatalf("Start = %v", err)
 	}
-	ev.waitFor(t, m, "sensor running again", appState("dev-1", "sensor", "1", protocol.StateRunning))
+	ev.waitFor(t, m, "sensor running again", appState("dev-1", "sensor", "1b", protocol.StateRunning))
 	dev.stop()
 	m = ev.mark()
 	tb.startDeviceIn("dev-1", dev.dir, "", nil)
 	back := ev.waitFor(t, m, "dev-1 online after restart", isType("dev-1", gateway.EventOnline))
 	found := false
 	for _, a := range back.Session.Apps {
-		if a.App == "sensor" && a.Version == "1" && a.State == protocol.StateRunning && a.Previous == "2" {
+		if a.App == "sensor" && a.Version == "1b" && a.State == protocol.StateRunning && a.Previous == "2" {
 			found = true
 		}
 	}
@@ -162,6 +179,42 @@ func TestEndToEnd(t *testing.T) {
 	}
 	ev.waitFor(t, m, "telemetry after restart", telemetryHas("dev-1", "temperature"))
 	t.Logf("device restarted from its state directory and resumed sensor v1")
+
+	// Remove: the device stops the app, deletes its modules and no longer
+	// lists it; removing it again succeeds.
+	m = ev.mark()
+	for range 2 {
+		if err := tb.gw.Remove(ctx, "dev-1", "sensor"); err != nil {
+			t.Fatalf("Remove = %v", err)
+		}
+	}
+	ev.waitFor(t, m, "sensor removed", func(e gateway.Event) bool {
+		return e.Type == gateway.EventRemoved && e.Device == "dev-1" && e.App.App == "sensor"
+	})
+	if s, _ := tb.gw.Session("dev-1"); slices.ContainsFunc(s.Apps, func(a protocol.AppInfo) bool { return a.App == "sensor" }) {
+		t.Errorf("after remove the session lists %+v", s.Apps)
+	}
+	if mods, _ := filepath.Glob(filepath.Join(dev.dir, "modules", "*.wasm")); len(mods) != 1 {
+		t.Errorf("after remove the device holds modules %v, want hello's only", mods)
+	}
+	dev.stop()
+	m = ev.mark()
+	tb.startDeviceIn("dev-1", dev.dir, "", nil)
+	back = ev.waitFor(t, m, "dev-1 online after remove", isType("dev-1", gateway.EventOnline))
+	if len(back.Session.Apps) != 1 || back.Session.Apps[0].App != "hello" {
+		t.Errorf("after remove and restart the device reports %+v, want hello only", back.Session.Apps)
+	}
+	t.Logf("sensor removed: not listed, its modules deleted, not back after a restart")
+}
+
+// noTransfer fails t if any module was sent in chunks since mark m.
+func noTransfer(t *testing.T, ev *eventLog, m int, what string) {
+	t.Helper()
+	for _, e := range ev.since(m) {
+		if e.Type == gateway.EventProgress && e.App.State == protocol.StateTransferring {
+			t.Errorf("%s transferred a module: %+v", what, e)
+		}
+	}
 }
 
 // TestTransferResumes cuts the session in the middle of a module transfer

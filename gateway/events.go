@@ -15,6 +15,7 @@ const (
 	EventOffline   EventType = "offline"  // a device's session ended; Reason says why
 	EventApp       EventType = "app"      // an app changed state on a device; App is set
 	EventProgress  EventType = "progress" // module transfer progress; App, Sent and Total are set
+	EventRemoved   EventType = "removed"  // an app was removed from a device; App names it
 	EventTelemetry EventType = "telemetry"
 	EventConsole   EventType = "console" // device console output; Console is set
 )
@@ -25,7 +26,7 @@ type Event struct {
 	Device    string
 	Time      time.Time
 	Session   *SessionInfo        // EventOnline; EventOffline: the session as it ended
-	App       *protocol.AppInfo   // EventApp, EventProgress
+	App       *protocol.AppInfo   // EventApp, EventProgress, EventRemoved
 	Sent      uint64              // EventProgress: bytes acked by the device
 	Total     uint64              // EventProgress: module size; 0 on statuses the device reports
 	Telemetry *protocol.Telemetry // EventTelemetry

@@ -89,6 +89,13 @@ func (s *session) setApp(a protocol.AppInfo) {
 	s.mu.Unlock()
 }
 
+// dropApp forgets an app the device removed.
+func (s *session) dropApp(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.apps, name)
+}
+
 // reportKey names one module of an app.
 func reportKey(app string, sha256 []byte) string { return app + "\x00" + string(sha256) }
 

@@ -250,6 +250,25 @@ func (l *gatewayEventLog) wait(tb testing.TB, what string, match func(gateway.Ev
 	}
 }
 
+// mark is where the events logged from now on start.
+func (l *gatewayEventLog) mark() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.events)
+}
+
+// noTransferSince fails tb if a module was sent in chunks since mark.
+func (l *gatewayEventLog) noTransferSince(tb testing.TB, mark int, what string) {
+	tb.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, e := range l.events[mark:] {
+		if e.Type == gateway.EventProgress && e.App.State == protocol.StateTransferring {
+			tb.Errorf("%s transferred a module: %+v", what, e.App)
+		}
+	}
+}
+
 func onlineEvent(device string) func(gateway.Event) bool {
 	return func(e gateway.Event) bool { return e.Type == gateway.EventOnline && e.Device == device }
 }

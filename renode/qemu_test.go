@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -128,18 +129,21 @@ func TestQEMUBoard(t *testing.T) {
 		t.Fatal("the board lost its session after the looping app")
 	}
 
-	// An update and a rollback.
+	// An update, and a rollback: a deploy of the version the board holds,
+	// installed without a transfer.
 	v2 := moduleFile(t, "sensor-v2.wasm", "sensor", "2")
 	v2.Limits = sensor.Limits
 	if err := tg.gw.Deploy(ctx, "mcu-1", v2); err != nil {
 		t.Fatalf("Deploy sensor 2: %v", err)
 	}
-	if err := tg.gw.Rollback(ctx, "mcu-1", "sensor"); err != nil {
-		t.Fatalf("Rollback: %v", err)
+	mark := tg.events.mark()
+	if err := tg.gw.Deploy(ctx, "mcu-1", sensor); err != nil {
+		t.Fatalf("Deploy sensor 1 to roll back: %v", err)
 	}
 	tg.events.wait(t, "sensor back at version 1", func(e gateway.Event) bool {
 		return e.Type == gateway.EventApp && e.Device == "mcu-1" && e.App.App == "sensor" && e.App.Version == "1" && e.App.Previous == "2" && e.App.State == protocol.StateRunning
 	})
+	tg.events.noTransferSince(t, mark, "the rollback to sensor 1")
 
 	// A module the board refuses (an import the ABI lacks) changes nothing
 	// installed: version 1 runs on, and version 2 is still there to roll
@@ -148,24 +152,48 @@ func TestQEMUBoard(t *testing.T) {
 	if err := tg.gw.Deploy(ctx, "mcu-1", bad); err == nil || !strings.Contains(err.Error(), "invalid module") {
 		t.Fatalf("Deploy of a module the board refuses = %v, want invalid module", err)
 	}
-	if err := tg.gw.Rollback(ctx, "mcu-1", "sensor"); err != nil {
-		t.Fatalf("Rollback after the refused module: %v", err)
+	if err := tg.gw.Deploy(ctx, "mcu-1", v2); err != nil {
+		t.Fatalf("Deploy sensor 2 after the refused module: %v", err)
 	}
 	tg.events.wait(t, "sensor at version 2 again", func(e gateway.Event) bool {
 		return e.Type == gateway.EventApp && e.Device == "mcu-1" && e.App.App == "sensor" && e.App.Version == "2" && e.App.Previous == "1" && e.App.State == protocol.StateRunning
 	})
 
-	// Both app slots are taken (sensor runs, loop failed): a third app
-	// takes the slot of the one that does not run.
+	// The same module under another version name and limits: relabelled
+	// and restarted under the new limits, without a transfer.
+	mark = tg.events.mark()
+	v2b := v2
+	v2b.Version, v2b.Limits.PeriodMS = "2b", 500
+	if err := tg.gw.Deploy(ctx, "mcu-1", v2b); err != nil {
+		t.Fatalf("Deploy sensor 2 as 2b: %v", err)
+	}
+	if a, _ := tg.gw.Session("mcu-1"); !slices.ContainsFunc(a.Apps, func(a protocol.AppInfo) bool {
+		return a.App == "sensor" && a.Version == "2b" && a.Limits == v2b.Limits && a.State == protocol.StateRunning
+	}) {
+		t.Errorf("after the relabel the board reports %+v", a.Apps)
+	}
+	tg.events.noTransferSince(t, mark, "the relabel")
+
+	// Both app slots are taken (sensor runs, loop failed): a third app is
+	// refused until one is removed, which frees its slot.
 	hello := moduleFile(t, "hello.wasm", "hello", "1")
 	hello.Limits = sensor.Limits
+	if err := tg.gw.Deploy(ctx, "mcu-1", hello); err == nil || !strings.Contains(err.Error(), "at most 2 apps") {
+		t.Fatalf("Deploy a third app = %v, want refused: both slots held", err)
+	}
+	if err := tg.gw.Remove(ctx, "mcu-1", "loop"); err != nil {
+		t.Fatalf("Remove loop: %v", err)
+	}
 	if err := tg.gw.Deploy(ctx, "mcu-1", hello); err != nil {
-		t.Fatalf("Deploy a third app with loop failed: %v", err)
+		t.Fatalf("Deploy a third app after removing loop: %v", err)
 	}
 	if err := c.Input([]byte("apps\r")); err != nil {
 		t.Fatal(err)
 	}
 	waitConsole(t, c, "hello 1 ")
+	if a, _ := tg.gw.Session("mcu-1"); slices.ContainsFunc(a.Apps, func(a protocol.AppInfo) bool { return a.App == "loop" }) {
+		t.Errorf("after its removal the board reports %+v", a.Apps)
+	}
 
 	st := q.Status("mcu-1")
 	if st.State != Running || st.Backend != "qemu" {

@@ -44,7 +44,8 @@ func newAppManager(a *Agent) (*appManager, error) {
 // info describes app for hello and app-status.
 func (r *appRecord) info(app string) protocol.AppInfo {
 	sha, _ := hex.DecodeString(r.Current.SHA256)
-	in := protocol.AppInfo{App: app, Version: r.Current.Version, SHA256: sha, State: r.State, Reason: r.Reason}
+	in := protocol.AppInfo{App: app, Version: r.Current.Version, SHA256: sha, State: r.State, Reason: r.Reason,
+		Limits: r.Current.Limits}
 	if r.Previous != nil {
 		in.Previous = r.Previous.Version
 	}
@@ -86,14 +87,10 @@ func (m *appManager) deploy(d *protocol.Deploy) (*protocol.DeployStatus, error) 
 	defer m.mu.Unlock()
 	if r := m.recs[d.App]; r != nil && r.Current.SHA256 == sha {
 		// Installed already: deploying twice installs once. The same bytes
-		// under a new version name are relabelled, not installed again.
+		// under a new version name are relabelled, and under new limits
+		// restarted if running, not installed again.
 		st.State = r.State
-		if r.Current.Version != d.Version {
-			r.Current.Version = d.Version
-			m.saveLocked()
-			info := r.info(d.App)
-			go m.a.send(protocol.TypeAppStatus, &info)
-		}
+		m.relabelLocked(d.App, r, d)
 		return st, nil
 	}
 	if _, err := os.Stat(m.a.state.modulePath(sha)); err == nil {
@@ -116,6 +113,27 @@ func (m *appManager) deploy(d *protocol.Deploy) (*protocol.DeployStatus, error) 
 		go m.install(t.d)
 	}
 	return st, nil
+}
+
+// relabelLocked applies the version name and limits of a deploy of the
+// module app runs already, and reports the change; the same manifest
+// again changes nothing.
+func (m *appManager) relabelLocked(app string, r *appRecord, d *protocol.Deploy) {
+	limited := r.Current.Limits != d.Limits
+	if r.Current.Version == d.Version && !limited {
+		return
+	}
+	r.Current.Version, r.Current.Limits = d.Version, d.Limits
+	m.saveLocked()
+	if _, running := m.running[app]; limited && running {
+		go func() {
+			m.stopApp(app)
+			m.startApp(app) // reports the app under its new limits
+		}()
+		return
+	}
+	info := r.info(app)
+	go m.a.send(protocol.TypeAppStatus, &info)
 }
 
 // chunk stores the bytes of a Chunk. A chunk already held is acked again
@@ -280,8 +298,12 @@ func (m *appManager) stopApp(name string) {
 	}
 }
 
-// command carries out Start, Stop or Rollback.
+// command carries out Start, Stop or Remove.
 func (m *appManager) command(t protocol.Type, name string) error {
+	if t == protocol.TypeRemove {
+		m.remove(name)
+		return nil
+	}
 	m.mu.Lock()
 	r := m.recs[name]
 	_, running := m.running[name]
@@ -302,20 +324,27 @@ func (m *appManager) command(t protocol.Type, name string) error {
 		info := r.info(name)
 		m.mu.Unlock()
 		m.a.send(protocol.TypeAppStatus, &info)
-	case protocol.TypeRollback:
-		if r.Previous == nil {
-			return protocol.Errorf(protocol.CodeBadRequest, "app %q has no previous version to roll back to", name)
-		}
-		m.stopApp(name)
-		m.mu.Lock()
-		cur := r.Current
-		r.Current, r.Previous = *r.Previous, &cur
-		now := r.Current.Version
-		m.mu.Unlock()
-		m.a.log.Info("app rolled back", "app", name, "version", now)
-		go m.startApp(name)
 	}
 	return nil
+}
+
+// remove uninstalls an app: it stops it, forgets its record and transfer,
+// and deletes the modules no other app holds. An app the device does not
+// have is removed already.
+func (m *appManager) remove(name string) {
+	m.stopApp(name)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, installed := m.recs[name]
+	if t := m.transfers[name]; t != nil {
+		m.a.state.dropPartial(t.sha)
+		delete(m.transfers, name)
+	}
+	if installed {
+		delete(m.recs, name)
+		m.saveLocked()
+		m.a.log.Info("app removed", "app", name)
+	}
 }
 
 // resume starts again the apps that were running when the device stopped.

@@ -251,7 +251,10 @@ func (d *Device) handle(conn *protocol.Conn, stats *Stats) protocol.Handler {
 				return err
 			}
 			if st.State == protocol.StateRunning {
-				return nil
+				d.mu.Lock()
+				info := d.apps[b.App]
+				d.mu.Unlock()
+				return conn.Notify(protocol.TypeAppStatus, &info)
 			}
 			if st.Received == b.Size {
 				return d.install(conn, *b, stats)
@@ -299,7 +302,10 @@ func (d *Device) deploy(b *protocol.Deploy) (*protocol.DeployStatus, error) {
 	defer d.mu.Unlock()
 	st := &protocol.DeployStatus{App: b.App, Version: b.Version, SHA256: b.SHA256}
 	if a, ok := d.apps[b.App]; ok && bytes.Equal(a.SHA256, b.SHA256) {
+		// Installed: a new version name or new limits relabel it.
 		st.State, st.Received = a.State, b.Size
+		a.Version, a.Limits = b.Version, b.Limits
+		d.apps[b.App] = a
 		return st, nil
 	}
 	t := d.transfers[b.App]
@@ -343,7 +349,7 @@ func (d *Device) chunk(c *protocol.Chunk) (*protocol.Deploy, error) {
 
 // install reports a verified module running.
 func (d *Device) install(conn *protocol.Conn, dep protocol.Deploy, stats *Stats) error {
-	info := protocol.AppInfo{App: dep.App, Version: dep.Version, SHA256: dep.SHA256, State: protocol.StateRunning}
+	info := protocol.AppInfo{App: dep.App, Version: dep.Version, SHA256: dep.SHA256, State: protocol.StateRunning, Limits: dep.Limits}
 	d.mu.Lock()
 	if old, ok := d.apps[dep.App]; ok && !bytes.Equal(old.SHA256, dep.SHA256) {
 		info.Previous = old.Version
@@ -354,11 +360,15 @@ func (d *Device) install(conn *protocol.Conn, dep protocol.Deploy, stats *Stats)
 	return conn.Notify(protocol.TypeAppStatus, &info)
 }
 
-// command starts or stops an app (a rollback is not simulated: the
-// device keeps what it runs).
+// command starts, stops or removes an app.
 func (d *Device) command(t protocol.Type, app string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if t == protocol.TypeRemove {
+		delete(d.apps, app)
+		delete(d.transfers, app)
+		return
+	}
 	a, ok := d.apps[app]
 	if !ok {
 		return

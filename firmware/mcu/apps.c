@@ -73,31 +73,25 @@ static app *find(proto_text name)
 	return NULL;
 }
 
-/* find_or_add returns the slot of the app called name, or a new one: a free
- * slot, else the slot of an app that is neither running nor receiving a
- * module (stopped, exited or failed: the gateway stops the apps a board
- * is no longer meant to run, and there is no other way to free a slot). */
+/* clear empties a slot: no instance, no versions, no transfer. */
+static void clear(app *a)
+{
+	memset(a, 0, offsetof(app, xbuf)); /* not the big buffers */
+}
+
+/* find_or_add returns the slot of the app called name, or a free one; NULL
+ * when every slot holds an app (the gateway removes the apps a board is
+ * no longer meant to run, which frees their slots). */
 static app *find_or_add(proto_text name)
 {
 	app *a = find(name);
-	if (a != NULL) {
-		return a;
-	}
 	for (int i = 0; a == NULL && i < APPS_SLOTS; i++) {
 		if (!apps[i].used) {
 			a = &apps[i];
+			clear(a);
+			a->used = true;
+			copy_text(a->name, sizeof a->name, name);
 		}
-	}
-	for (int i = 0; a == NULL && i < APPS_SLOTS; i++) {
-		if (apps[i].state != PROTO_STATE_RUNNING && apps[i].inst == NULL && !apps[i].xfer) {
-			a = &apps[i];
-			io.log("apps: reusing the slot of an app that does not run");
-		}
-	}
-	if (a != NULL) {
-		memset(a, 0, offsetof(app, xbuf)); /* not the big buffers */
-		a->used = true;
-		copy_text(a->name, sizeof a->name, name);
 	}
 	return a;
 }
@@ -127,6 +121,9 @@ static void fill_info(proto_app_info *in, app *a)
 	module *p = previous(a);
 	if (p != NULL) {
 		in->previous = text(p->version);
+	}
+	if (m != NULL) {
+		in->limits = m->limits;
 	}
 }
 
@@ -444,6 +441,24 @@ static void install(app *a)
 	send_status(a);
 }
 
+/* relabel applies a deploy of the module the app runs already: a new
+ * version name is recorded, new limits restart a running app under them.
+ * Either is reported; the same manifest again changes nothing. */
+static void relabel(app *a, module *cur, const proto_deploy *d)
+{
+	bool renamed = !text_eq(d->version, cur->version);
+	bool limited = memcmp(&cur->limits, &d->limits, sizeof cur->limits) != 0;
+	if (!renamed && !limited) {
+		return;
+	}
+	copy_text(cur->version, sizeof cur->version, d->version);
+	cur->limits = d->limits;
+	if (limited && a->inst != NULL) {
+		start(a);
+	}
+	send_status(a);
+}
+
 static void deploy(const proto_msg *req)
 {
 	const proto_deploy *d = &req->body.deploy;
@@ -458,11 +473,12 @@ static void deploy(const proto_msg *req)
 	}
 	app *a = find_or_add(d->app);
 	if (a == NULL) {
-		send_error(req->id, PROTO_CODE_TOO_LARGE, "this board runs at most 2 apps");
+		send_error(req->id, PROTO_CODE_TOO_LARGE, "this board holds at most 2 apps: remove one first");
 		return;
 	}
 	module *cur = current(a);
 	if (cur != NULL && memcmp(cur->sha, d->sha256.p, 32) == 0) {
+		relabel(a, cur, d);
 		send_deploy_status(req->id, a, cur->version, cur->sha, a->state, cur->size, NULL);
 		return;
 	}
@@ -517,6 +533,19 @@ static void chunk(const proto_msg *req)
 	io.send(&msg);
 }
 
+/* remove uninstalls an app: its instance, both versions, any transfer
+ * and its slot. An app the board does not have is removed already. */
+static void remove_app(const proto_msg *req)
+{
+	app *a = find(req->body.app_ref.app);
+	if (a != NULL) {
+		clear(a);
+		io.log("apps: removed an app");
+	}
+	begin(PROTO_ACK, req->id);
+	io.send(&msg);
+}
+
 static void command(const proto_msg *req)
 {
 	app *a = find(req->body.app_ref.app);
@@ -532,15 +561,6 @@ static void command(const proto_msg *req)
 		break;
 	case PROTO_STOP:
 		stop(a);
-		break;
-	case PROTO_ROLLBACK:
-		if (previous(a) == NULL) {
-			send_error(req->id, PROTO_CODE_BAD_REQUEST, "no previous version to roll back to");
-			return;
-		}
-		stop(a);
-		a->cur = 1 - a->cur;
-		start(a);
 		break;
 	}
 	send_status(a);
@@ -559,8 +579,10 @@ void apps_request(const proto_msg *req)
 		break;
 	case PROTO_START:
 	case PROTO_STOP:
-	case PROTO_ROLLBACK:
 		command(req);
+		break;
+	case PROTO_REMOVE:
+		remove_app(req);
 		break;
 	default:
 		send_error(req->id, PROTO_CODE_UNSUPPORTED_TYPE, "this board does not handle that request");

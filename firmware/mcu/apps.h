@@ -3,7 +3,7 @@
  * transfer" and "App state machine"): modules received in chunks into RAM,
  * verified by SHA-256 before anything is installed, run in the wasm
  * interpreter under a fuel budget per call, the previous version kept for
- * rollback. All storage is static: APPS_SLOTS apps of at most
+ * rollback, a slot freed by remove. All storage is static: APPS_SLOTS apps of at most
  * APPS_MAX_MODULE bytes, each with an interpreter arena of APPS_ARENA.
  * Nothing survives a reset (the board has no persistent storage here).
  */
@@ -32,7 +32,7 @@ typedef struct {
 } apps_io;
 
 void apps_init(apps_io io);
-/* Handles a gateway request (deploy, chunk, start, stop, rollback) and
+/* Handles a gateway request (deploy, chunk, start, stop, remove) and
  * sends its reply. */
 void apps_request(const proto_msg *req);
 /* Runs the ticks that are due. */

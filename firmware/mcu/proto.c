@@ -41,8 +41,8 @@ uint16_t proto_wire_code(proto_err e)
 static const char *const type_names[] = {
 	NULL, "hello", "welcome", "enroll-request", "enroll-response", "heartbeat",
 	"heartbeat-ack", "deploy", "chunk", "deploy-status", "start", "stop",
-	"rollback", "app-status", "telemetry", "console", "ack", "error",
-	"renew-request", "renew-response",
+	NULL /* 12, retired */, "app-status", "telemetry", "console", "ack", "error",
+	"renew-request", "renew-response", "remove",
 };
 
 const char *proto_type_name(uint16_t type)
@@ -121,7 +121,7 @@ _Static_assert(sizeof(proto_msg) <= UINT16_MAX, "member offsets fit uint16_t");
 static const member app_info_m[] = {
 	M(K_TEXT, proto_app_info, app), M(K_TEXT, proto_app_info, version), M(K_BYTES, proto_app_info, sha256),
 	M(K_U8, proto_app_info, state), M(K_TEXT | O, proto_app_info, reason), M(K_TEXT | O, proto_app_info, previous),
-	M(K_U64 | O, proto_app_info, received),
+	M(K_U64 | O, proto_app_info, received), M(K_LIMITS | O, proto_app_info, limits),
 };
 static const member hello_m[] = {
 	M(K_TEXT, proto_hello, device), M(K_TEXT | O, proto_hello, board), M(K_CAPS | O, proto_hello, caps),
@@ -186,7 +186,6 @@ static const layout bodies[] = {
 	[PROTO_DEPLOY_STATUS] = LAYOUT(deploy_status_m),
 	[PROTO_START] = LAYOUT(app_ref_m),
 	[PROTO_STOP] = LAYOUT(app_ref_m),
-	[PROTO_ROLLBACK] = LAYOUT(app_ref_m),
 	[PROTO_APP_STATUS] = LAYOUT(app_info_m),
 	[PROTO_TELEMETRY] = LAYOUT(telemetry_m),
 	[PROTO_CONSOLE] = LAYOUT(console_m),
@@ -194,6 +193,7 @@ static const layout bodies[] = {
 	[PROTO_ERROR] = LAYOUT(error_m),
 	[PROTO_RENEW_REQUEST] = LAYOUT(renew_request_m),
 	[PROTO_RENEW_RESPONSE] = LAYOUT(renew_response_m),
+	[PROTO_REMOVE] = LAYOUT(app_ref_m),
 };
 _Static_assert(sizeof bodies / sizeof bodies[0] == sizeof type_names / sizeof type_names[0], "a body per type");
 

@@ -52,14 +52,15 @@ enum {
 	PROTO_DEPLOY_STATUS = 9,
 	PROTO_START = 10,
 	PROTO_STOP = 11,
-	PROTO_ROLLBACK = 12,
+	/* 12 was rollback: retired, never reused. */
 	PROTO_APP_STATUS = 13,
 	PROTO_TELEMETRY = 14,
 	PROTO_CONSOLE = 15,
 	PROTO_ACK = 16,
 	PROTO_ERROR = 17,
 	PROTO_RENEW_REQUEST = 18,
-	PROTO_RENEW_RESPONSE = 19
+	PROTO_RENEW_RESPONSE = 19,
+	PROTO_REMOVE = 20
 };
 
 /* App states (spec section "App state machine"). */
@@ -139,6 +140,12 @@ typedef struct {
 
 /* Field names and key numbers follow gateway/protocol/messages.go. */
 
+typedef struct { /* Limits, nested in Deploy and AppInfo; 0 = device default */
+	uint32_t memory_pages; /* 1, 64 KiB pages */
+	uint32_t call_ms;      /* 2 */
+	uint32_t period_ms;    /* 3 */
+} proto_limits;
+
 typedef struct { /* AppInfo: app-status (13) and Hello.Apps */
 	proto_text app;      /* 1 */
 	proto_text version;  /* 2 */
@@ -147,6 +154,7 @@ typedef struct { /* AppInfo: app-status (13) and Hello.Apps */
 	proto_text reason;   /* 5, opt */
 	proto_text previous; /* 6, opt: version kept for rollback */
 	uint64_t received;   /* 7, opt: bytes of an unfinished transfer */
+	proto_limits limits; /* 8, opt: what the current version runs under */
 } proto_app_info;
 
 typedef struct { /* Hello (1) */
@@ -192,12 +200,6 @@ typedef struct { /* HeartbeatAck (6) */
 	int64_t server_time; /* 1, unix ms */
 } proto_heartbeat_ack;
 
-typedef struct { /* Limits, nested in Deploy; 0 = device default */
-	uint32_t memory_pages; /* 1, 64 KiB pages */
-	uint32_t call_ms;      /* 2 */
-	uint32_t period_ms;    /* 3 */
-} proto_limits;
-
 typedef struct { /* Deploy (7) */
 	proto_text app;      /* 1 */
 	proto_text version;  /* 2 */
@@ -222,7 +224,7 @@ typedef struct { /* DeployStatus (9) */
 	proto_text reason;  /* 6, opt */
 } proto_deploy_status;
 
-typedef struct { /* AppRef: start (10), stop (11), rollback (12) */
+typedef struct { /* AppRef: start (10), stop (11), remove (20) */
 	proto_text app; /* 1 */
 } proto_app_ref;
 
@@ -273,7 +275,7 @@ typedef struct {
 		proto_deploy deploy;
 		proto_chunk chunk;
 		proto_deploy_status deploy_status;
-		proto_app_ref app_ref;       /* start, stop, rollback */
+		proto_app_ref app_ref;       /* start, stop, remove */
 		proto_app_info app_status;
 		proto_telemetry telemetry;
 		proto_console console;

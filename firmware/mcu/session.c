@@ -209,7 +209,7 @@ void session_receive(const uint8_t *payload, size_t n, uint32_t now)
 		if (in.id == 0 || in.re != 0 || !s.online) {
 			return;
 		}
-		if (seen_before(in.id) && (in.type == PROTO_START || in.type == PROTO_STOP || in.type == PROTO_ROLLBACK)) {
+		if (seen_before(in.id) && (in.type == PROTO_START || in.type == PROTO_STOP || in.type == PROTO_REMOVE)) {
 			memset(&out, 0, sizeof out);
 			out.type = PROTO_ACK;
 			out.re = in.id;

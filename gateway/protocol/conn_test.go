@@ -196,7 +196,8 @@ func TestBackoff(t *testing.T) {
 }
 
 // A retransmitted request is answered again with the first reply and is
-// not handled twice: commands like rollback stay idempotent.
+// not handled twice: commands like stop, whose second run reports again,
+// are handled once per id.
 func TestRetransmissionHandledOnce(t *testing.T) {
 	c, peer := pair(t, protocol.ConnConfig{})
 	handled := 0
@@ -205,7 +206,7 @@ func TestRetransmissionHandledOnce(t *testing.T) {
 		return c.Reply(m, protocol.TypeAck, &protocol.Ack{})
 	})
 	fr := protocol.NewFrameReader(peer, 0)
-	req := &protocol.Message{Type: protocol.TypeRollback, ID: 41, Body: &protocol.AppRef{App: "a"}}
+	req := &protocol.Message{Type: protocol.TypeStop, ID: 41, Body: &protocol.AppRef{App: "a"}}
 	writeMessage(t, peer, req)
 	first := readMessage(t, fr)
 	writeMessage(t, peer, req)
@@ -213,7 +214,7 @@ func TestRetransmissionHandledOnce(t *testing.T) {
 	if first.Re != 41 || second.Re != 41 || first.ID != second.ID {
 		t.Fatalf("replies %+v and %+v, want the same reply to 41 twice", first, second)
 	}
-	writeMessage(t, peer, &protocol.Message{Type: protocol.TypeRollback, ID: 42, Body: &protocol.AppRef{App: "a"}})
+	writeMessage(t, peer, &protocol.Message{Type: protocol.TypeStop, ID: 42, Body: &protocol.AppRef{App: "a"}})
 	readMessage(t, fr)
 	if handled != 2 {
 		t.Errorf("handler ran %d times for requests 41, 41, 42; want 2", handled)

@@ -29,23 +29,25 @@ const (
 	TypeDeployStatus   Type = 9  // D->G: transfer and install progress; also the reply to Deploy
 	TypeStart          Type = 10 // G->D
 	TypeStop           Type = 11 // G->D
-	TypeRollback       Type = 12 // G->D
-	TypeAppStatus      Type = 13 // D->G: an app changed state; body AppInfo
-	TypeTelemetry      Type = 14 // D->G
-	TypeConsole        Type = 15 // D->G: console output; G->D: console input
-	TypeAck            Type = 16 // either way: reply with no content
-	TypeError          Type = 17 // either way: reply or notice of failure
-	TypeRenewRequest   Type = 18 // D->G: CSR for a fresh certificate
-	TypeRenewResponse  Type = 19 // G->D: reply to RenewRequest
+	// 12 was rollback: a rollback is a deploy of the version the device
+	// still holds, which it installs without a transfer.
+	TypeAppStatus     Type = 13 // D->G: an app changed state; body AppInfo
+	TypeTelemetry     Type = 14 // D->G
+	TypeConsole       Type = 15 // D->G: console output; G->D: console input
+	TypeAck           Type = 16 // either way: reply with no content
+	TypeError         Type = 17 // either way: reply or notice of failure
+	TypeRenewRequest  Type = 18 // D->G: CSR for a fresh certificate
+	TypeRenewResponse Type = 19 // G->D: reply to RenewRequest
+	TypeRemove        Type = 20 // G->D: uninstall an app
 )
 
 var typeNames = map[Type]string{
 	TypeHello: "hello", TypeWelcome: "welcome", TypeEnrollRequest: "enroll-request",
 	TypeEnrollResponse: "enroll-response", TypeHeartbeat: "heartbeat", TypeHeartbeatAck: "heartbeat-ack",
 	TypeDeploy: "deploy", TypeChunk: "chunk", TypeDeployStatus: "deploy-status", TypeStart: "start",
-	TypeStop: "stop", TypeRollback: "rollback", TypeAppStatus: "app-status", TypeTelemetry: "telemetry",
+	TypeStop: "stop", TypeAppStatus: "app-status", TypeTelemetry: "telemetry",
 	TypeConsole: "console", TypeAck: "ack", TypeError: "error", TypeRenewRequest: "renew-request",
-	TypeRenewResponse: "renew-response",
+	TypeRenewResponse: "renew-response", TypeRemove: "remove",
 }
 
 func (t Type) String() string {
@@ -80,7 +82,7 @@ func newBody(t Type) any {
 		return new(Chunk)
 	case TypeDeployStatus:
 		return new(DeployStatus)
-	case TypeStart, TypeStop, TypeRollback:
+	case TypeStart, TypeStop, TypeRemove:
 		return new(AppRef)
 	case TypeAppStatus:
 		return new(AppInfo)
@@ -209,7 +211,7 @@ type DeployStatus struct {
 	Reason   string   `cbor:"6,keyasint,omitempty"`
 }
 
-// AppRef names the app of a Start, Stop or Rollback command.
+// AppRef names the app of a Start, Stop or Remove command.
 type AppRef struct {
 	App string `cbor:"1,keyasint"`
 }
@@ -223,6 +225,7 @@ type AppInfo struct {
 	Reason   string   `cbor:"5,keyasint,omitempty"`
 	Previous string   `cbor:"6,keyasint,omitempty"` // version kept for rollback
 	Received uint64   `cbor:"7,keyasint,omitempty"` // bytes of an unfinished transfer
+	Limits   Limits   `cbor:"8,keyasint,omitempty"` // the limits the current version runs under
 }
 
 // Telemetry carries named values emitted by an app during one call.

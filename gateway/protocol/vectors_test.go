@@ -155,8 +155,13 @@ func goldenCases() []goldenCase {
 		})},
 		{name: "start", msg: m(protocol.TypeStart, 7, 0, &protocol.AppRef{App: "sensor"})},
 		{name: "stop", msg: m(protocol.TypeStop, 8, 0, &protocol.AppRef{App: "sensor"})},
-		{name: "rollback", msg: m(protocol.TypeRollback, 9, 0, &protocol.AppRef{App: "sensor"})},
+		{name: "remove", msg: m(protocol.TypeRemove, 9, 0, &protocol.AppRef{App: "sensor"}),
+			note: "Uninstall: the device stops the app, deletes its modules and record, and acks; an app it does not have is acked too."},
 		{name: "app-status-running", msg: m(protocol.TypeAppStatus, 7, 0, &sensorRunning)},
+		{name: "app-status-limits", msg: m(protocol.TypeAppStatus, 7, 0, &protocol.AppInfo{
+			App: "sensor", Version: "1.1.0", SHA256: moduleSHA, State: protocol.StateRunning,
+			Limits: protocol.Limits{MemoryPages: 1, CallMS: 100, PeriodMS: 1000},
+		}), note: "The limits the current version runs under (key 8), as the last deploy set them; omitted when all zero (the device's defaults)."},
 		{name: "app-status-failed", msg: m(protocol.TypeAppStatus, 8, 0, &protocol.AppInfo{
 			App: "sensor", Version: "1.0.0", SHA256: oldSHA, State: protocol.StateFailed,
 			Reason: "trap: unreachable",
@@ -269,6 +274,8 @@ func invalidCases() []invalidVector {
 		{Name: "reserved-additional-info", Hex: unhex(ackHead, "a1 1863 1c"), ErrorCode: malformed},
 		{Name: "unknown-type", Hex: unhex("a4 01 01 02 1863 03 01 05 a0"), ErrorCode: int(protocol.CodeUnsupportedType),
 			Note: "Type 99: answered with an error reply, and the session goes on."},
+		{Name: "retired-type", Hex: unhex("a4 01 01 02 0c 03 01 05 a1 01 66 73656e736f72"), ErrorCode: int(protocol.CodeUnsupportedType),
+			Note: "Type 12 (rollback) is retired and never reused: a rollback is a deploy of the version the device holds."},
 	}
 }
 

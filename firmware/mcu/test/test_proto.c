@@ -57,6 +57,8 @@ typedef struct {
 static const dump_field app_info_fields[] = {
 	APP('t', "App", app), APP('t', "Version", version), APP('b', "SHA256", sha256), APP('1', "State", state),
 	APP('t', "Reason", reason), APP('t', "Previous", previous), APP('8', "Received", received),
+	APP('4', "Limits.MemoryPages", limits.memory_pages), APP('4', "Limits.CallMS", limits.call_ms),
+	APP('4', "Limits.PeriodMS", limits.period_ms),
 };
 
 #define BODY(type, kind, name, member) {PROTO_##type, kind, name, offsetof(proto_msg, body.member)}
@@ -103,7 +105,7 @@ static const dump_field body_fields[] = {
 	BODY(DEPLOY_STATUS, 't', "Reason", deploy_status.reason),
 	BODY(START, 't', "App", app_ref.app),
 	BODY(STOP, 't', "App", app_ref.app),
-	BODY(ROLLBACK, 't', "App", app_ref.app),
+	BODY(REMOVE, 't', "App", app_ref.app),
 	BODY(APP_STATUS, 'A', "", app_status),
 	BODY(TELEMETRY, 't', "App", telemetry.app),
 	BODY(TELEMETRY, 'v', "Values", telemetry.values),
@@ -677,7 +679,7 @@ static void test_malformed(void)
 	refuse("unknown type, reserved in unknown key", "a5 01 01 02 1863 03 01 05 a0 06 1d", M);
 	refuse("unknown type 0xffff", "a4 01 01 02 19ffff 03 01 05 a0", PROTO_CODE_UNSUPPORTED_TYPE);
 	refuse("unknown type, body array", "a4 01 01 02 1863 03 07 05 80", PROTO_CODE_UNSUPPORTED_TYPE);
-	refuse("unknown type, body with wrong field types", "a4 01 01 02 14 03 07 05 a1 01 6161", PROTO_CODE_UNSUPPORTED_TYPE);
+	refuse("unknown type, body with wrong field types", "a4 01 01 02 15 03 07 05 a1 01 6161", PROTO_CODE_UNSUPPORTED_TYPE);
 	{
 		CHECK(decode_hex("a5 01 01 02 1863 03 07 04 05 05 a0", &msg, NULL) == PROTO_ERR_UNSUPPORTED_TYPE);
 		CHECK(msg.type == 99 && msg.id == 7 && msg.re == 5 && msg.version == 1);
@@ -877,7 +879,7 @@ static void test_encode(void)
 	}
 	CHECK(!proto_valid_name(NULL, 0));
 	CHECK(proto_type_known(PROTO_HELLO) && proto_type_known(PROTO_RENEW_RESPONSE) && !proto_type_known(0) &&
-	      !proto_type_known(20) && strcmp(proto_type_name(PROTO_DEPLOY_STATUS), "deploy-status") == 0);
+	      !proto_type_known(21) && !proto_type_known(12) && strcmp(proto_type_name(PROTO_DEPLOY_STATUS), "deploy-status") == 0);
 }
 
 /* ---- robustness: random and mutated inputs ---- */

@@ -443,6 +443,9 @@ func (d *daemon) gatewayEvent(e gateway.Event) {
 	case gateway.EventApp:
 		ev.Type = api.EventApp
 		ev.App = &api.AppEvent{Name: e.App.App, Version: e.App.Version, State: e.App.State.String(), Reason: e.App.Reason}
+	case gateway.EventRemoved:
+		ev.Type = api.EventApp
+		ev.App = &api.AppEvent{Name: e.App.App, State: api.AppRemoved}
 	case gateway.EventProgress:
 		ev.Type = api.EventProgress
 		ev.App = &api.AppEvent{Name: e.App.App, Version: e.App.Version, State: e.App.State.String(), Sent: e.Sent, Total: e.Total}
@@ -462,7 +465,7 @@ func (d *daemon) gatewayEvent(e gateway.Event) {
 	case gateway.EventOnline:
 		d.devices.Enqueue(e.Device)
 		d.apps.DeviceChanged(e.Device, sessionApps(e.Session)...)
-	case gateway.EventApp:
+	case gateway.EventApp, gateway.EventRemoved:
 		d.devices.Enqueue(e.Device)
 		d.apps.DeviceChanged(e.Device, e.App.App)
 	}

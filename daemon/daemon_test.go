@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -395,31 +396,55 @@ func appState(c *client.Client, device, app string) (string, error) {
 	return "", nil
 }
 
-// TestStrayAppsStopped: a device that leaves an app's target stops running
-// it, and so does every device once the app is deleted.
-func TestStrayAppsStopped(t *testing.T) {
+// TestStrayAppsRemoved: a device that leaves an app's target has the app
+// removed (not listed, its module deleted from the board), and so does
+// every device once the app is deleted. A deleted device's board state
+// goes with it.
+func TestStrayAppsRemoved(t *testing.T) {
 	ctx := context.Background()
-	in := startDaemon(t, t.TempDir())
+	dir := t.TempDir()
+	in := startDaemon(t, dir)
 	c := in.c
 	sensorOn(t, c, "st-a", "st-b")
 	reports := func(device, state string) {
 		t.Helper()
-		eventually(t, device+" reports sensor "+state, func() (bool, error) {
+		eventually(t, fmt.Sprintf("%s reports sensor %q", device, state), func() (bool, error) {
 			s, err := appState(c, device, "sensor")
 			return s == state, err
 		})
 	}
+	modules := func(device string) []string {
+		mods, _ := filepath.Glob(filepath.Join(dir, "boards", device, "modules", "*.wasm"))
+		return mods
+	}
 	reports("st-a", "running")
 	reports("st-b", "running")
+	if len(modules("st-b")) != 1 {
+		t.Fatalf("st-b holds modules %v, want sensor's", modules("st-b"))
+	}
 
 	updateApp(t, c, "sensor", func(app *v1alpha1.Application) { app.Spec.Target.Devices = []string{"st-a"} })
-	reports("st-b", "stopped")
+	reports("st-b", "")
 	reports("st-a", "running")
+	if mods := modules("st-b"); len(mods) != 0 {
+		t.Errorf("after removal st-b still holds %v", mods)
+	}
 
 	if err := c.DeleteApplication(ctx, "sensor"); err != nil {
 		t.Fatal(err)
 	}
-	reports("st-a", "stopped")
+	reports("st-a", "")
+	if mods := modules("st-a"); len(mods) != 0 {
+		t.Errorf("after the app's deletion st-a still holds %v", mods)
+	}
+
+	if err := c.DeleteDevice(ctx, "st-a"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "st-a's board state deleted", func() (bool, error) {
+		_, err := os.Stat(filepath.Join(dir, "boards", "st-a"))
+		return errors.Is(err, fs.ErrNotExist), nil
+	})
 }
 
 // sensorOn creates an emulated sim board for each device named and the

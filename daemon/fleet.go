@@ -92,6 +92,10 @@ func (f *fleet) Stop(ctx context.Context, device, app string) error {
 	return f.command(ctx, device, app, "stop", f.gw.Stop)
 }
 
+func (f *fleet) Remove(ctx context.Context, device, app string) error {
+	return f.command(ctx, device, app, "remove", f.gw.Remove)
+}
+
 func (f *fleet) command(ctx context.Context, device, app, verb string, local func(context.Context, string, string) error) error {
 	c, err := f.peer(ctx, device)
 	if err != nil {

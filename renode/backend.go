@@ -78,6 +78,15 @@ type Backend interface {
 	Run(ctx context.Context) error
 }
 
+// Forgetter is a Backend that keeps a board's state between runs (the sim
+// backend's state directory). Forget stops the board and deletes that
+// state: the device is gone, and one created again under its name starts
+// clean. Backends whose boards keep nothing (containers removed on stop,
+// RAM-only microcontrollers) do not implement it.
+type Forgetter interface {
+	Forget(ctx context.Context, device string) error
+}
+
 // ErrNoBoard is wrapped by Backend.Console for a device the backend has not
 // started a board for.
 var ErrNoBoard = errors.New("no board")

@@ -592,6 +592,22 @@ func (s *Sim) Stop(ctx context.Context, device string) error {
 	return awaitStopped(ctx, device, b.done)
 }
 
+// Forget stops the board of device and deletes its state directory (its
+// apps, modules and identity) and its console: a device created again
+// under the name starts clean.
+func (s *Sim) Forget(ctx context.Context, device string) error {
+	if err := s.Stop(ctx, device); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	delete(s.boards, device)
+	s.mu.Unlock()
+	if !validName(device) {
+		return nil // no board could have had this name: keep Dir intact
+	}
+	return os.RemoveAll(filepath.Join(s.cfg.Dir, device))
+}
+
 // Status returns the state of the board of device; ID is the pid of its
 // wasmbed-device while it runs.
 func (s *Sim) Status(device string) Status {

@@ -152,6 +152,9 @@ func (c *cache) apply(e api.Event) bool {
 				l.apps = map[string]api.AppEvent{}
 			}
 			l.apps[e.App.Name] = *e.App
+			if e.App.State == api.AppRemoved {
+				delete(l.apps, e.App.Name)
+			}
 		}
 	case api.EventTelemetry:
 		if e.Device != "" {

@@ -95,6 +95,9 @@ type DeviceApp struct {
 	State    string `json:"state"`
 	Reason   string `json:"reason,omitempty"`
 	Previous string `json:"previous,omitempty"`
+	// Limits are those the version runs under; absent for the device's
+	// defaults.
+	Limits *Limits `json:"limits,omitempty"`
 	// Target is the version being delivered to the device when it is not
 	// the one it runs.
 	Target string `json:"target,omitempty"`

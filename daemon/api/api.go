@@ -75,8 +75,8 @@ type Info struct {
 }
 
 // SessionCommand acts on an app of a device through its session on this
-// daemon's gateway (POST /api/v1/devices/{name}/session/deploy, .../start
-// and .../stop). The daemons of one cluster send it to each other to reach
+// daemon's gateway (POST /api/v1/devices/{name}/session/deploy, .../start,
+// .../stop and .../remove). The daemons of one cluster send it to each other to reach
 // the devices on each other's gateways; scripts have the Application
 // resources instead.
 type SessionCommand struct {
@@ -154,11 +154,15 @@ type Event struct {
 	Message string             `json:"message,omitempty"`
 }
 
+// AppRemoved is the State of an AppEvent that says the app was removed
+// from the device: it no longer holds or lists it.
+const AppRemoved = "removed"
+
 // AppEvent is an app's state or transfer progress on one device.
 type AppEvent struct {
 	Name    string `json:"name"`
 	Version string `json:"version,omitempty"`
-	State   string `json:"state,omitempty"`
+	State   string `json:"state,omitempty"` // an app state (running, failed, ...) or AppRemoved
 	Reason  string `json:"reason,omitempty"`
 	Sent    uint64 `json:"sent,omitempty"`
 	Total   uint64 `json:"total,omitempty"`

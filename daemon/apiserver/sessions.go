@@ -12,10 +12,10 @@ import (
 )
 
 // sessionCommand serves POST /api/v1/devices/{name}/session/{deploy,start,
-// stop}: an app command for a device on this daemon's gateway, sent by
+// stop,remove}: an app command for a device on this daemon's gateway, sent by
 // the leading daemon of a cluster. It answers 204 once the device has
 // done it (a deploy: the module transferred, verified and started), 422
-// DeployFailed with the device's reason, and for start and stop 409
+// DeployFailed with the device's reason, and for start, stop and remove 409
 // NotConnected when the device holds no session here. A deploy is
 // declarative like the gateway's: it waits for the device to connect
 // until the caller gives up.
@@ -42,8 +42,10 @@ func (s *server) sessionCommand(w http.ResponseWriter, r *http.Request) error {
 		err = s.d.Sessions.Start(r.Context(), name, cmd.App)
 	case "stop":
 		err = s.d.Sessions.Stop(r.Context(), name, cmd.App)
+	case "remove":
+		err = s.d.Sessions.Remove(r.Context(), name, cmd.App)
 	default:
-		return notFoundf("no session command %q: deploy, start or stop", verb)
+		return notFoundf("no session command %q: deploy, start, stop or remove", verb)
 	}
 	var de *gateway.DeployError
 	switch {

@@ -55,18 +55,20 @@ type Sessions interface {
 	Deploy(ctx context.Context, device string, mod gateway.Module) error
 	Start(ctx context.Context, device, app string) error
 	Stop(ctx context.Context, device, app string) error
+	// Remove uninstalls app from device (see gateway.Gateway.Remove).
+	Remove(ctx context.Context, device, app string) error
 }
 
 // key names one app on one device.
 type key struct{ app, device string }
 
 type deployment struct {
-	sha    string
+	rev    string // see revision
 	cancel context.CancelFunc
 }
 
 type result struct {
-	sha    string
+	rev    string
 	reason string // empty for success
 }
 
@@ -112,6 +114,14 @@ func (c *Applications) seen(app *v1alpha1.Application) {
 	c.Enqueue(app.Name)
 }
 
+// deleted forgets a deleted app and reconciles it once more: that
+// reconcile, after the deletion, removes the app from its devices (and
+// undoes a reconcile under way that read the app before it went).
+func (c *Applications) deleted(app *v1alpha1.Application) {
+	c.forget(app.Name)
+	c.Enqueue(app.Name)
+}
+
 // Run reconciles until ctx ends.
 func (c *Applications) Run(ctx context.Context) error {
 	if c.Resync <= 0 {
@@ -137,7 +147,7 @@ func (c *Applications) Run(ctx context.Context) error {
 		return nil
 	case <-synced:
 	}
-	go watch(ctx, c.Store.Applications(), c.Resync, c.seen, func(a *v1alpha1.Application) { c.forget(a.Name) }, nil)
+	go watch(ctx, c.Store.Applications(), c.Resync, c.seen, c.deleted, nil)
 	go c.sweep(ctx)
 	c.loop.run(ctx, 2, c.reconcile)
 	return nil
@@ -157,7 +167,7 @@ func (c *Applications) reconcile(ctx context.Context, name string) error {
 	app, err := c.Store.Applications().Get(ctx, name)
 	if errors.Is(err, store.ErrNotFound) {
 		c.forget(name)
-		c.stopStrays(ctx, name, nil)
+		c.removeStrays(ctx, name, nil)
 		return nil
 	}
 	if err != nil {
@@ -174,7 +184,7 @@ func (c *Applications) reconcile(ctx context.Context, name string) error {
 	targets := c.idx.targeted(name)
 	targeted := c.idx.targets[name]
 	c.mu.Unlock()
-	c.stopStrays(ctx, name, targeted)
+	c.removeStrays(ctx, name, targeted)
 
 	r := &rollout{app: app, st: app.Status.DeepCopy(), now: time.Now()}
 	st := r.st
@@ -270,13 +280,13 @@ func (c *Applications) rowFor(app string, want v1alpha1.ApplicationSpec, d *v1al
 	dep := c.inflight[k]
 	res, hasRes := c.results[k]
 	c.mu.Unlock()
-	sha := want.Module.SHA256
+	rev := revision(want.Module.SHA256, want.Version, want.Limits)
 	switch {
-	case dep != nil && dep.sha == sha:
+	case dep != nil && dep.rev == rev:
 		row.State, row.Reason = RolloutTransferring, ""
-	case hasRes && res.sha == sha && res.reason != "" && row.State != RolloutFailed:
+	case hasRes && res.rev == rev && res.reason != "" && row.State != RolloutFailed:
 		row.State, row.Reason = RolloutFailed, res.reason
-	case hasRes && res.sha == sha && res.reason == "" && (row.State == RolloutPending || row.State == RolloutWaiting):
+	case hasRes && res.rev == rev && res.reason == "" && (row.State == RolloutPending || row.State == RolloutWaiting):
 		// Deployed; the device's report is on its way to the store.
 		row.State, row.Reason = RolloutTransferring, ""
 	}
@@ -329,7 +339,7 @@ func (c *Applications) advance(ctx context.Context, r *rollout) {
 			}
 			mod = &m
 		}
-		c.deploy(app.Name, row.Device, *mod)
+		c.deploy(app.Name, row.Device, r.want, *mod)
 		row.State = RolloutTransferring
 		st.Pending--
 		st.Transferring++
@@ -404,7 +414,7 @@ func (c *Applications) abort(ctx context.Context, r *rollout) {
 	if st.StableRevision != app.Spec.Version && FindRevision(st.History, st.StableRevision) != nil {
 		st.Aborted.RolledBackTo = st.StableRevision
 	}
-	c.cancelDeploys(app.Name)
+	c.cancelDeploys(app.Name, nil)
 	if to := st.Aborted.RolledBackTo; to != "" {
 		c.loop.log.Info("rollout aborted; returning to the stable version", "app", app.Name, "version", app.Spec.Version, "stable", to, "reason", reason)
 		record(c.Recorder, app, EventWarning, "RolloutAborted", "%s; returning to the stable version %s", reason, to)
@@ -448,29 +458,29 @@ func Module(ctx context.Context, mods store.Modules, app string, spec v1alpha1.A
 	}, nil
 }
 
-// deploy sends mod to device in the background and reconciles the app
-// again when it ends. A device that goes away mid-way is not a failure: it
-// is deployed to again when it is back.
-func (c *Applications) deploy(app, device string, mod gateway.Module) {
+// deploy sends mod, spec's module, to device in the background and
+// reconciles the app again when it ends. A device that goes away mid-way
+// is not a failure: it is deployed to again when it is back.
+func (c *Applications) deploy(app, device string, spec v1alpha1.ApplicationSpec, mod gateway.Module) {
 	ctx, cancel := context.WithTimeout(c.ctx, c.DeployTimeout)
-	sha := hex.EncodeToString(mod.SHA256)
+	rev := revision(spec.Module.SHA256, spec.Version, spec.Limits)
 	k := key{app, device}
 	c.mu.Lock()
-	c.inflight[k] = &deployment{sha: sha, cancel: cancel}
+	c.inflight[k] = &deployment{rev: rev, cancel: cancel}
 	c.mu.Unlock()
 	go func() {
 		defer cancel()
 		err := c.Gateway.Deploy(ctx, device, mod)
 		c.mu.Lock()
-		if d := c.inflight[k]; d != nil && d.sha == sha {
+		if d := c.inflight[k]; d != nil && d.rev == rev {
 			delete(c.inflight, k)
 		}
 		var de *gateway.DeployError
 		switch {
 		case err == nil:
-			c.results[k] = result{sha: sha}
+			c.results[k] = result{rev: rev}
 		case errors.As(err, &de):
-			c.results[k] = result{sha: sha, reason: de.Reason}
+			c.results[k] = result{rev: rev, reason: de.Reason}
 		}
 		c.mu.Unlock()
 		if err != nil {
@@ -480,7 +490,7 @@ func (c *Applications) deploy(app, device string, mod gateway.Module) {
 	}()
 }
 
-// command runs a Start or Stop of app on device, bounded in time; an
+// command runs a Start, Stop or Remove of app on device, bounded in time; an
 // offline device is skipped (it is dealt with when it is back).
 func (c *Applications) command(ctx context.Context, device, app string, f func(context.Context, string, string) error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -490,28 +500,32 @@ func (c *Applications) command(ctx context.Context, device, app string, f func(c
 	}
 }
 
-// stopStrays stops app on the devices that report it running but are not
+// removeStrays removes app from the devices that report it but are not
 // among its targets: devices that left its target, and every device once
-// the app is deleted (targeted nil). An offline one is stopped when it is
+// the app is deleted (targeted nil). The device stops it, deletes its
+// module and frees its slot. An offline one is dealt with when it is
 // back. It reads the devices that report the app, not the fleet.
-func (c *Applications) stopStrays(ctx context.Context, app string, targeted map[string]bool) {
+func (c *Applications) removeStrays(ctx context.Context, app string, targeted map[string]bool) {
 	c.mu.Lock()
 	var strays []string
 	for _, d := range c.idx.reporting(app) {
-		if !targeted[d.Name] && runs(d, app) {
+		if !targeted[d.Name] && reported(d, app) != nil {
 			strays = append(strays, d.Name)
 		}
 	}
 	c.mu.Unlock()
+	if len(strays) > 0 {
+		c.cancelDeploys(app, func(device string) bool { return !targeted[device] })
+	}
 	for _, d := range strays {
-		c.loop.log.Info("stopping an app the device is no longer meant to run", "app", app, "device", d)
-		c.command(ctx, d, app, c.Gateway.Stop)
+		c.loop.log.Info("removing an app the device is no longer meant to run", "app", app, "device", d)
+		c.command(ctx, d, app, c.Gateway.Remove)
 	}
 }
 
 // sweep enqueues, every Resync, the apps devices report that this
-// controller has not seen (see index.unknownApps). Their reconcile stops
-// them.
+// controller has not seen (see index.unknownApps). Their reconcile
+// removes them.
 func (c *Applications) sweep(ctx context.Context) {
 	t := time.NewTicker(c.Resync)
 	defer t.Stop()
@@ -533,7 +547,7 @@ func (c *Applications) sweep(ctx context.Context) {
 // stopAll stops app on the devices that report it running, whatever
 // version, after cancelling its deploys.
 func (c *Applications) stopAll(ctx context.Context, app string, devices []*v1alpha1.Device) {
-	c.cancelDeploys(app)
+	c.cancelDeploys(app, nil)
 	for _, d := range devices {
 		if runs(d, app) {
 			c.command(ctx, d.Name, app, c.Gateway.Stop)
@@ -541,12 +555,13 @@ func (c *Applications) stopAll(ctx context.Context, app string, devices []*v1alp
 	}
 }
 
-// cancelDeploys cancels app's deploys under way.
-func (c *Applications) cancelDeploys(app string) {
+// cancelDeploys cancels app's deploys under way to the devices only
+// selects; nil selects all.
+func (c *Applications) cancelDeploys(app string, only func(device string) bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for k, d := range c.inflight {
-		if k.app == app {
+		if k.app == app && (only == nil || only(k.device)) {
 			d.cancel()
 		}
 	}

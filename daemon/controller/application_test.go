@@ -176,6 +176,11 @@ func TestDeviceRollout(t *testing.T) {
 			v1alpha1.DeviceRollout{Device: "d", Version: "2", Target: "2", State: RolloutTransferring, Since: since}},
 		{"failed it", dev(v1alpha1.DeviceOnline, v1alpha1.DeviceApp{Name: "app", Version: "2", SHA256: "bb", State: "failed", Reason: "trap", Since: since}),
 			v1alpha1.DeviceRollout{Device: "d", Version: "2", Target: "2", State: RolloutFailed, Reason: "trap", Since: since}},
+		{"the module under another name", dev(v1alpha1.DeviceOnline, v1alpha1.DeviceApp{Name: "app", Version: "1b", SHA256: "bb", State: "running", Since: since}),
+			v1alpha1.DeviceRollout{Device: "d", Version: "1b", Target: "2", State: RolloutPending}},
+		{"the target under other limits", dev(v1alpha1.DeviceOnline, v1alpha1.DeviceApp{Name: "app", Version: "2", SHA256: "bb", State: "running", Since: since,
+			Limits: &v1alpha1.Limits{PeriodMillis: 50}}),
+			v1alpha1.DeviceRollout{Device: "d", Version: "2", Target: "2", State: RolloutPending}},
 		{"refused it, runs the old", dev(v1alpha1.DeviceOnline, v1alpha1.DeviceApp{Name: "app", Version: "1", SHA256: "aa", Target: "2", TargetFailed: "too-large", State: "running", Since: since}),
 			v1alpha1.DeviceRollout{Device: "d", Version: "1", Target: "2", State: RolloutFailed, Reason: "too-large", Since: since}},
 	}

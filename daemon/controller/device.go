@@ -200,13 +200,13 @@ func deviceApps(was []v1alpha1.DeviceApp, reported []protocol.AppInfo, deliverie
 	for _, a := range reported {
 		out = append(out, v1alpha1.DeviceApp{
 			Name: a.App, Version: a.Version, SHA256: hex.EncodeToString(a.SHA256),
-			State: a.State.String(), Reason: a.Reason, Previous: a.Previous,
+			State: a.State.String(), Reason: a.Reason, Previous: a.Previous, Limits: specLimits(a.Limits),
 		})
 	}
 	for _, d := range deliveries {
 		i := slices.IndexFunc(out, func(a v1alpha1.DeviceApp) bool { return a.Name == d.App })
 		switch {
-		case i >= 0 && out[i].SHA256 == hex.EncodeToString(d.SHA256):
+		case i >= 0 && i < len(reported) && d.HeldBy(reported[i]):
 			continue
 		case i < 0 && d.Failed == "":
 			continue // on its way: the device reports it as it arrives
@@ -228,6 +228,15 @@ func deviceApps(was []v1alpha1.DeviceApp, reported []protocol.AppInfo, deliverie
 		}
 	}
 	return out
+}
+
+// specLimits are the limits a device reports as a spec writes them; nil
+// for the device's defaults.
+func specLimits(l protocol.Limits) *v1alpha1.Limits {
+	if l == (protocol.Limits{}) {
+		return nil
+	}
+	return &v1alpha1.Limits{MemoryPages: int32(l.MemoryPages), CallTimeoutMillis: int32(l.CallMS), PeriodMillis: int32(l.PeriodMS)}
 }
 
 // refreshAfter is how long the stored last-seen time of device may lag
@@ -398,10 +407,18 @@ func (c *Devices) identity(device string) (certPEM, keyPEM []byte, err error) {
 	return certPEM, keyPEM, nil
 }
 
-// cleanup runs when a device is gone: its board stops, its certificates
-// are revoked (which cuts a live session) and its identity is forgotten.
+// cleanup runs when a device is gone: its board stops and its state is
+// deleted, its certificates are revoked (which cuts a live session) and
+// its identity is forgotten. A device created again starts clean.
 func (c *Devices) cleanup(ctx context.Context, device string) error {
 	c.stopBoards(ctx, device, "")
+	for name, b := range c.Backends {
+		if f, ok := b.(renode.Forgetter); ok {
+			if err := f.Forget(ctx, device); err != nil {
+				return fmt.Errorf("forget the %s board of %s: %w", name, device, err)
+			}
+		}
+	}
 	c.Gateway.UnregisterBoard(device)
 	if err := c.Gateway.RevokeDevice(device); err != nil {
 		return err

@@ -43,9 +43,11 @@ func TestDeviceApps(t *testing.T) {
 	reported := []protocol.AppInfo{
 		{App: "b", Version: "1", SHA256: []byte{0xaa}, State: protocol.StateRunning},
 		{App: "a", Version: "3", SHA256: []byte{0xcc}, State: protocol.StateRunning},
+		{App: "e", Version: "1", SHA256: []byte{0xff}, State: protocol.StateRunning, Limits: protocol.Limits{PeriodMS: 10}},
 	}
 	deliveries := []gateway.Delivery{
 		{App: "a", Version: "3", SHA256: []byte{0xcc}},                      // delivered
+		{App: "e", Version: "1b", SHA256: []byte{0xff}},                     // relabel on its way
 		{App: "b", Version: "2", SHA256: []byte{0xbb}},                      // on its way
 		{App: "c", Version: "1", SHA256: []byte{0xdd}, Failed: "too-large"}, // refused, runs nothing
 		{App: "d", Version: "1", SHA256: []byte{0xee}},                      // on its way, not reported yet
@@ -55,6 +57,7 @@ func TestDeviceApps(t *testing.T) {
 		{Name: "a", Version: "3", SHA256: "cc", State: "running"},
 		{Name: "b", Version: "1", SHA256: "aa", State: "running", Target: "2"},
 		{Name: "c", State: "failed", Reason: "too-large", Target: "1", TargetFailed: "too-large"},
+		{Name: "e", Version: "1", SHA256: "ff", State: "running", Limits: &v1alpha1.Limits{PeriodMillis: 10}, Target: "1b"},
 	}
 	for i := range want {
 		want[i].Since = &metav1.Time{Time: t0}

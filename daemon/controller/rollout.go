@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"fmt"
 	"strings"
 
 	"wasmbed.io/wasmbed/crds/v1alpha1"
@@ -61,7 +62,7 @@ func DeviceRollout(app string, want v1alpha1.ApplicationSpec, d *v1alpha1.Device
 		row.Version, row.Since = rep.Version, rep.Since
 	}
 	switch {
-	case rep != nil && rep.SHA256 == want.Module.SHA256:
+	case rep != nil && holds(rep, want):
 		switch rep.State {
 		case protocol.StateRunning.String():
 			row.State = RolloutRunning
@@ -84,10 +85,27 @@ func DeviceRollout(app string, want v1alpha1.ApplicationSpec, d *v1alpha1.Device
 	default:
 		row.State = RolloutPending
 	}
-	if row.State != RolloutFailed && rep != nil && rep.SHA256 != want.Module.SHA256 {
+	if row.State != RolloutFailed && rep != nil && !holds(rep, want) {
 		row.Since = nil // the state is not the reported app's
 	}
 	return row
+}
+
+// holds reports whether a device's app is want: its module, under its
+// version name and limits. The same module under another name or limits
+// is not: the device is sent the deploy again, which relabels it.
+func holds(rep *v1alpha1.DeviceApp, want v1alpha1.ApplicationSpec) bool {
+	limits := v1alpha1.Limits{}
+	if rep.Limits != nil {
+		limits = *rep.Limits
+	}
+	return rep.SHA256 == want.Module.SHA256 && rep.Version == want.Version && limits == want.Limits
+}
+
+// revision names what a deploy delivers, to tell deploys and their results
+// apart: module, version name and limits.
+func revision(sha, version string, l v1alpha1.Limits) string {
+	return fmt.Sprintf("%s %s %d/%d/%d", sha, version, l.MemoryPages, l.CallTimeoutMillis, l.PeriodMillis)
 }
 
 // reported is app as d reports it, or nil.

@@ -468,6 +468,8 @@ func (d *daemon) gatewayEvent(e gateway.Event) {
 	case gateway.EventApp, gateway.EventRemoved:
 		d.devices.Enqueue(e.Device)
 		d.apps.DeviceChanged(e.Device, e.App.App)
+	case gateway.EventTelemetry:
+		d.devices.Telemetry(e.Device, e.Telemetry, e.Time)
 	}
 }
 

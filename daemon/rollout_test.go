@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"wasmbed.io/wasmbed/crds/v1alpha1"
 	"wasmbed.io/wasmbed/daemon/api"
@@ -141,4 +144,45 @@ func waitApp(t *testing.T, c *client.Client, what string, ok func(*v1alpha1.Appl
 		return ok(a), fmt.Errorf("phase %s, %d running, %d failed, aborted %+v", a.Status.Phase, a.Status.Running, a.Status.Failed, a.Status.Aborted)
 	})
 	return a
+}
+
+// TestHealthGate rolls out a version whose telemetry breaks the rollout's
+// health gate (sensor-v2 reports humidity 41.5, the gate's max is 40): the
+// devices fail it with the gate as the reason and return to the stable
+// version. The same version under a gate it keeps then rolls out.
+func TestHealthGate(t *testing.T) {
+	ctx := context.Background()
+	d := startDaemon(t, t.TempDir())
+	c := d.c
+	devices := []string{"hg-a", "hg-b"}
+	sensorOn(t, c, devices...)
+	waitApp(t, c, "version 1 running, stable", func(a *v1alpha1.Application) bool {
+		return a.Status.Phase == v1alpha1.AppRunning && a.Status.StableRevision == "1"
+	})
+	mod, err := c.UploadModule(ctx, bytes.NewReader(readApp(t, "sensor-v2.wasm")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	max := resource.MustParse("40")
+	written := updateApp(t, c, "sensor", func(app *v1alpha1.Application) {
+		app.Spec.Module, app.Spec.Version = v1alpha1.ModuleRef{SHA256: mod.SHA256}, "2"
+		app.Spec.Rollout.HealthySeconds = 5
+		app.Spec.Rollout.Health = &v1alpha1.HealthGate{Metric: "humidity", Max: &max}
+	})
+	a := waitApp(t, c, "version 2 aborted on its health gate, back on 1", func(a *v1alpha1.Application) bool {
+		ab := a.Status.Aborted
+		return ab != nil && ab.Generation == written.Generation && ab.RolledBackTo == "1" &&
+			a.Status.Running == int32(len(devices)) && a.Status.CurrentRevision == "1"
+	})
+	if !strings.Contains(a.Status.Aborted.Reason, "health gate: humidity = 41.5, above its max 40") {
+		t.Errorf("abort reason %q, want the health gate's", a.Status.Aborted.Reason)
+	}
+
+	max = resource.MustParse("50")
+	updateApp(t, c, "sensor", func(app *v1alpha1.Application) {
+		app.Spec.Rollout.Health = &v1alpha1.HealthGate{Metric: "humidity", Max: &max}
+	})
+	waitApp(t, c, "version 2 running under a gate it keeps, stable", func(a *v1alpha1.Application) bool {
+		return a.Status.Phase == v1alpha1.AppRunning && a.Status.StableRevision == "2" && a.Status.Aborted == nil
+	})
 }

@@ -1,6 +1,9 @@
 package v1alpha1
 
-import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+import (
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
 
 // Application is a WebAssembly module, in one version, rolled out to the
 // devices its target selects.
@@ -71,6 +74,23 @@ type Rollout struct {
 	// healthy.
 	// +kubebuilder:validation:Minimum=0
 	HealthySeconds int32 `json:"healthySeconds,omitempty"`
+	// Health, when set, also fails a device whose app reports the metric
+	// out of bounds within its first HealthySeconds on the revision.
+	// +optional
+	Health *HealthGate `json:"health,omitempty"`
+}
+
+// HealthGate bounds one telemetry value an app reports: a device whose app
+// reports Metric below Min or above Max while it proves itself healthy
+// fails the revision, as a trap would.
+type HealthGate struct {
+	// Metric is the name the app reports the value under.
+	// +kubebuilder:validation:MinLength=1
+	Metric string `json:"metric"`
+	// +optional
+	Max *resource.Quantity `json:"max,omitempty"`
+	// +optional
+	Min *resource.Quantity `json:"min,omitempty"`
 }
 
 // Limits bound the app on each device.

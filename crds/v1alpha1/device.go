@@ -104,6 +104,10 @@ type DeviceApp struct {
 	// TargetFailed says why the device refused Target, or it could not be
 	// sent; the device runs what Version and State say.
 	TargetFailed string `json:"targetFailed,omitempty"`
+	// Unhealthy says how the app broke its rollout's health gate on this
+	// version (see HealthGate), and UnhealthyAt when.
+	Unhealthy   string       `json:"unhealthy,omitempty"`
+	UnhealthyAt *metav1.Time `json:"unhealthyAt,omitempty"`
 	// Since is when the app entered State (or its version changed).
 	Since *metav1.Time `json:"since,omitempty"`
 }

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"wasmbed.io/wasmbed/crds/v1alpha1"
@@ -537,6 +538,18 @@ func TestApplicationValidation(t *testing.T) {
 		{"negative batch", func(a *v1alpha1.Application) { a.Spec.Rollout.BatchSize = -1 }, "spec.rollout.batchSize"},
 		{"percent over 100", func(a *v1alpha1.Application) { a.Spec.Rollout.BatchPercent = 101 }, "spec.rollout.batchPercent"},
 		{"negative limit", func(a *v1alpha1.Application) { a.Spec.Limits.CallTimeoutMillis = -5 }, "spec.limits.callTimeoutMillis"},
+		{"health gate without a metric", func(a *v1alpha1.Application) {
+			a.Spec.Rollout.HealthySeconds, a.Spec.Rollout.Health = 5, &v1alpha1.HealthGate{Max: quantity("1")}
+		}, "spec.rollout.health.metric"},
+		{"health gate without bounds", func(a *v1alpha1.Application) {
+			a.Spec.Rollout.HealthySeconds, a.Spec.Rollout.Health = 5, &v1alpha1.HealthGate{Metric: "t"}
+		}, "spec.rollout.health"},
+		{"health gate min above max", func(a *v1alpha1.Application) {
+			a.Spec.Rollout.HealthySeconds, a.Spec.Rollout.Health = 5, &v1alpha1.HealthGate{Metric: "t", Min: quantity("2"), Max: quantity("1")}
+		}, "spec.rollout.health.min"},
+		{"health gate with no window", func(a *v1alpha1.Application) {
+			a.Spec.Rollout.Health = &v1alpha1.HealthGate{Metric: "t", Max: quantity("1")}
+		}, "spec.rollout.healthySeconds"},
 		{"bad name", func(a *v1alpha1.Application) { a.Name = "Sensor" }, "metadata.name"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1288,4 +1301,9 @@ func TestApplicationDevices(t *testing.T) {
 	wantAPIError(t, "ListApplicationDevices(bad state)", err, api.ReasonBadRequest, http.StatusBadRequest)
 	_, err = h.c.ListApplicationDevices(ctx, "ghost", "")
 	wantAPIError(t, "ListApplicationDevices(no such app)", err, api.ReasonNotFound, http.StatusNotFound)
+}
+
+func quantity(s string) *resource.Quantity {
+	q := resource.MustParse(s)
+	return &q
 }

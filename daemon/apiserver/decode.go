@@ -266,6 +266,25 @@ func checkApplicationSpec(spec *v1alpha1.ApplicationSpec) error {
 	if spec.Limits.MemoryPages > 65536 {
 		return invalidf("spec.limits.memoryPages", "spec.limits.memoryPages must be at most 65536 (4 GiB), not %d", spec.Limits.MemoryPages)
 	}
+	return validateHealth(spec.Rollout)
+}
+
+// validateHealth checks a rollout's health gate: it names a metric, bounds
+// it, and has a window to watch it in.
+func validateHealth(r v1alpha1.Rollout) error {
+	g := r.Health
+	switch {
+	case g == nil:
+		return nil
+	case g.Metric == "":
+		return invalidf("spec.rollout.health.metric", "spec.rollout.health.metric names the telemetry value to watch")
+	case g.Min == nil && g.Max == nil:
+		return invalidf("spec.rollout.health", "spec.rollout.health needs a min, a max or both")
+	case g.Min != nil && g.Max != nil && g.Min.Cmp(*g.Max) > 0:
+		return invalidf("spec.rollout.health.min", "spec.rollout.health.min %s is above max %s", g.Min, g.Max)
+	case r.HealthySeconds == 0:
+		return invalidf("spec.rollout.healthySeconds", "spec.rollout.health watches the app for spec.rollout.healthySeconds: set it to 1 or more")
+	}
 	return nil
 }
 

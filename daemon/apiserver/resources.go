@@ -16,7 +16,7 @@ import (
 
 // maxUpdateRetries bounds the read-modify-write loops of the action
 // routes when other writers keep changing the object.
-const maxUpdateRetries = 8
+const maxUpdateRetries = 10
 
 // deleted is the body of a successful DELETE.
 type deleted struct {
@@ -83,7 +83,9 @@ func modify[T store.Object](ctx context.Context, res store.Resource[T], kind, no
 			// Writers that met are spread apart, so that they do not meet
 			// again at once (a read may not see a write that has committed
 			// but is not published yet).
-			time.Sleep(rand.N(time.Duration(attempt) * time.Millisecond))
+			// The spread doubles with each attempt (up to 128 ms): a
+			// commit synced to a slow disk keeps others waiting long.
+			time.Sleep(rand.N(time.Millisecond << min(attempt, 7)))
 		}
 		obj, err := res.Get(ctx, name)
 		if err != nil {

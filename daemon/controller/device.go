@@ -66,8 +66,26 @@ type Devices struct {
 
 	loop *loop
 
-	mu    sync.Mutex
-	ended map[string]time.Time // last-seen times of sessions that ended, until stored
+	mu     sync.Mutex
+	ended  map[string]time.Time // last-seen times of sessions that ended, until stored
+	health health
+}
+
+// Telemetry checks what a device's app reported against the app's health
+// gate, and reconciles the device when it marked a breach.
+func (c *Devices) Telemetry(device string, t *protocol.Telemetry, at time.Time) {
+	module := func() []byte {
+		s, _ := c.Gateway.Session(device)
+		for _, a := range s.Apps {
+			if a.App == t.App {
+				return a.SHA256
+			}
+		}
+		return nil
+	}
+	if c.health.observe(device, t, at, module) {
+		c.Enqueue(device)
+	}
 }
 
 // Enqueue asks for device to be reconciled (e.g. on a gateway event).
@@ -111,9 +129,15 @@ func (c *Devices) Run(ctx context.Context) error {
 	// device.
 	go watch(ctx, c.Store.Devices(), c.Resync, func(d *v1alpha1.Device) { c.loop.Enqueue(d.Name) }, nil,
 		func(d *v1alpha1.Device) bool { return d.Spec.Emulation != nil || d.Status.Gateway == "" })
-	// Every daemon's gateway forgets a deleted application, whoever leads.
-	go watch(ctx, c.Store.Applications(), c.Resync, func(*v1alpha1.Application) {},
-		func(a *v1alpha1.Application) { c.Gateway.ForgetApp(a.Name) }, func(*v1alpha1.Application) bool { return false })
+	// Every daemon's gateway forgets a deleted application, whoever leads,
+	// and every daemon checks its devices' telemetry against the apps'
+	// health gates.
+	go watch(ctx, c.Store.Applications(), c.Resync,
+		func(a *v1alpha1.Application) { c.health.setGate(a.Name, a.Spec.Rollout.Health) },
+		func(a *v1alpha1.Application) {
+			c.Gateway.ForgetApp(a.Name)
+			c.health.forgetApp(a.Name)
+		}, func(*v1alpha1.Application) bool { return false })
 	// Reconciles wait on the store (a round trip each with Kubernetes):
 	// several run at once.
 	c.loop.run(ctx, 8, c.reconcile)
@@ -152,6 +176,7 @@ func (c *Devices) reconcile(ctx context.Context, name string) error {
 		st.Capabilities = s.Capabilities
 		st.CertificateExpiry = &metav1.Time{Time: s.CertExpiry}
 		st.Apps = deviceApps(dev.Status.Apps, s.Apps, c.Gateway.Deliveries(name), time.Now())
+		c.health.stampUnhealthy(name, st.Apps, s.Apps)
 		st.AppCount = int32(len(st.Apps))
 	} else {
 		if t, ok := c.endedAt(name); ok && st.Phase == v1alpha1.DeviceOnline {
@@ -411,6 +436,7 @@ func (c *Devices) identity(device string) (certPEM, keyPEM []byte, err error) {
 // deleted, its certificates are revoked (which cuts a live session) and
 // its identity is forgotten. A device created again starts clean.
 func (c *Devices) cleanup(ctx context.Context, device string) error {
+	c.health.forgetDevice(device)
 	c.stopBoards(ctx, device, "")
 	for name, b := range c.Backends {
 		if f, ok := b.(renode.Forgetter); ok {

@@ -3,6 +3,7 @@ package controller
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"wasmbed.io/wasmbed/crds/v1alpha1"
 	"wasmbed.io/wasmbed/gateway/protocol"
@@ -66,6 +67,9 @@ func DeviceRollout(app string, want v1alpha1.ApplicationSpec, d *v1alpha1.Device
 		switch rep.State {
 		case protocol.StateRunning.String():
 			row.State = RolloutRunning
+			if unhealthy(rep, time.Duration(want.Rollout.HealthySeconds)*time.Second) {
+				row.State, row.Reason = RolloutFailed, rep.Unhealthy
+			}
 		case protocol.StateExited.String():
 			row.State = RolloutExited
 		case protocol.StateStopped.String():

@@ -258,6 +258,7 @@ func Run(ctx context.Context, cfg Config) error {
 	d.apps = &controller.Applications{Store: cached, Gateway: sessions, Resync: cfg.Resync, Recorder: recorder, Logger: log}
 	gws := &controller.Gateways{Store: cached, Gateway: gw, Name: cfg.GatewayName, Endpoint: advertise, APIEndpoint: apiAdvertise, Interval: cfg.GatewayHeartbeat, Logger: log}
 	placement := &controller.Placement{Store: cached, Interval: cfg.GatewayHeartbeat, Recorder: recorder, Logger: log}
+	d.devices.Pick = placement.Pick
 
 	reg := prometheus.NewRegistry()
 	d.metrics = newMetrics(reg, d, writes, eventCounts)

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -453,6 +454,9 @@ func TestKubeLeaderKilled(t *testing.T) {
 	var gw v1alpha1.Gateway
 	if err := kubeGet(dyn, gatewaysGVR, "gw-k", &gw); err != nil || gw.Status.Online {
 		t.Errorf("gw-k is %+v, %v; want offline", gw.Status, err)
+	}
+	if c := meta.FindStatusCondition(gw.Status.Conditions, "Ready"); c == nil || c.Status != metav1.ConditionFalse || c.Reason != "HeartbeatMissed" {
+		t.Errorf("gw-k's Ready condition is %+v, want False HeartbeatMissed", c)
 	}
 	hasEvents(t, c.Admin(), "gw-k", "GatewayOffline")
 	hasEvents(t, c.Admin(), "k-1", "Reassigned")

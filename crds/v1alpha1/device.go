@@ -51,7 +51,7 @@ type Emulation struct {
 }
 
 // DevicePhase summarizes where a device is in its life.
-// +kubebuilder:validation:Enum=Pending;Provisioning;Enrolled;Online;Offline;Failed
+// +kubebuilder:validation:Enum=Pending;Provisioning;Enrolled;Online;Offline;Unknown;Failed
 type DevicePhase string
 
 // Device phases.
@@ -61,6 +61,7 @@ const (
 	DeviceEnrolled     DevicePhase = "Enrolled"     // has a certificate, never connected
 	DeviceOnline       DevicePhase = "Online"       // has a live gateway session
 	DeviceOffline      DevicePhase = "Offline"      // session ended
+	DeviceUnknown      DevicePhase = "Unknown"      // its gateway stopped heartbeating: nobody knows
 	DeviceFailed       DevicePhase = "Failed"       // see the Ready condition
 )
 

@@ -60,9 +60,12 @@ type Devices struct {
 	Resync      time.Duration // default 10s
 	Recorder    Recorder      // events on devices; nil records none
 	Logger      *slog.Logger
-	// Leading reports whether this daemon leads (claims the devices that
+	// Leading reports whether this daemon leads (places the devices that
 	// name no gateway); nil means it always does, as a sole daemon.
 	Leading func() bool
+	// Pick names the gateway a new emulated device that names none goes
+	// to (Placement.Pick, on the leader); nil, or "", means this one.
+	Pick func() string
 
 	loop *loop
 
@@ -152,6 +155,14 @@ func (c *Devices) reconcile(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
+	if dev.Status.Gateway == "" && dev.Spec.Gateway == "" && dev.Spec.Emulation != nil && c.placedHere(dev) && c.Pick != nil {
+		if gw := c.Pick(); gw != "" && gw != c.GatewayName {
+			// Placed on the least loaded gateway, whose daemon runs it.
+			dev.Status.Gateway = gw
+			_, err := c.Store.Devices().UpdateStatus(ctx, dev)
+			return err
+		}
+	}
 	if !c.placedHere(dev) {
 		// Another gateway runs this device: whatever of it runs here goes.
 		c.stopBoards(ctx, name, "")
@@ -183,7 +194,7 @@ func (c *Devices) reconcile(ctx context.Context, name string) error {
 			st.LastSeen = &metav1.Time{Time: t.Truncate(time.Second)}
 		}
 		switch {
-		case st.Phase == v1alpha1.DeviceOnline || st.LastSeen != nil:
+		case st.Phase == v1alpha1.DeviceOnline || st.Phase == v1alpha1.DeviceUnknown || st.LastSeen != nil:
 			st.Phase = v1alpha1.DeviceOffline
 		case board != nil && board.State == string(renode.Failed):
 			st.Phase = v1alpha1.DeviceFailed

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"wasmbed.io/wasmbed/crds/v1alpha1"
@@ -76,7 +77,14 @@ func (c *Gateways) heartbeat(ctx context.Context, online bool) error {
 		Online:             online,
 		ConnectedDevices:   int32(len(c.Gateway.Sessions())),
 		LastHeartbeat:      &metav1.Time{Time: time.Now().Truncate(time.Second)},
+		Conditions:         gw.Status.Conditions,
 	}
+	ready := metav1.Condition{Type: "Ready", Status: metav1.ConditionTrue, Reason: "Heartbeating",
+		Message: "the daemon heartbeats and serves its gateway", ObservedGeneration: gw.Generation}
+	if !online {
+		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, "Stopped", "the daemon stopped"
+	}
+	meta.SetStatusCondition(&gw.Status.Conditions, ready)
 	_, err = res.UpdateStatus(ctx, gw)
 	return err
 }

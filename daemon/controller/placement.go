@@ -5,7 +5,11 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"wasmbed.io/wasmbed/crds/v1alpha1"
 	"wasmbed.io/wasmbed/daemon/store"
@@ -30,6 +34,24 @@ type Placement struct {
 	Logger   *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+
+	mu      sync.Mutex
+	healthy map[string]bool // as the last Reconcile found them
+	load    map[string]int  // devices per gateway, kept up to date by Pick
+}
+
+// Pick names the healthy gateway with the fewest devices for a new
+// emulated device, and counts the device there; "" before the first
+// Reconcile or when no gateway is healthy. The leader's Devices controller
+// places new devices with it, without a list of the fleet.
+func (c *Placement) Pick() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	best := leastLoaded(c.healthy, c.load)
+	if best != "" {
+		c.load[best]++
+	}
+	return best
 }
 
 // Run places devices every interval until ctx ends.
@@ -64,12 +86,14 @@ func (c *Placement) Reconcile(ctx context.Context) error {
 	}
 	healthy := map[string]bool{}
 	for _, gw := range gws {
-		if c.healthy(gw) {
+		if c.isHealthy(gw) {
 			healthy[gw.Name] = true
 			continue
 		}
-		if gw.Status.Online {
+		if gw.Status.Online || !meta.IsStatusConditionFalse(gw.Status.Conditions, "Ready") {
 			gw.Status.Online = false
+			meta.SetStatusCondition(&gw.Status.Conditions, metav1.Condition{Type: "Ready", Status: metav1.ConditionFalse,
+				Reason: "HeartbeatMissed", Message: "no heartbeat for three intervals", ObservedGeneration: gw.Generation})
 			if _, err := c.Store.Gateways().UpdateStatus(ctx, gw); err != nil && !errors.Is(err, store.ErrConflict) {
 				return err
 			}
@@ -88,14 +112,25 @@ func (c *Placement) Reconcile(ctx context.Context) error {
 	for _, d := range devs {
 		cur := d.Status.Gateway
 		want := place(d, healthy, load)
-		if want == cur || want == "" {
+		// The session of a device on a silent gateway is not known to be
+		// up: it is Unknown at once, not Online until it is moved.
+		lost := cur != "" && !healthy[cur] && d.Status.Phase == v1alpha1.DeviceOnline
+		if (want == cur || want == "") && !lost {
 			continue
 		}
-		d.Status.Gateway = want
+		if lost {
+			d.Status.Phase = v1alpha1.DeviceUnknown
+		}
+		if want != "" {
+			d.Status.Gateway = want
+		}
 		if _, err := c.Store.Devices().UpdateStatus(ctx, d); err != nil {
 			if !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrNotFound) {
 				errs = append(errs, err)
 			}
+			continue
+		}
+		if want == "" || want == cur {
 			continue
 		}
 		load[cur]--
@@ -104,11 +139,14 @@ func (c *Placement) Reconcile(ctx context.Context) error {
 			record(c.Recorder, d, EventNormal, "Reassigned", "gateway %s is unhealthy or not the one asked for; moved to %s", cur, want)
 		}
 	}
+	c.mu.Lock()
+	c.healthy, c.load = healthy, load
+	c.mu.Unlock()
 	return errors.Join(errs...)
 }
 
-// healthy reports whether gw is online and heartbeating.
-func (c *Placement) healthy(gw *v1alpha1.Gateway) bool {
+// isHealthy reports whether gw is online and heartbeating.
+func (c *Placement) isHealthy(gw *v1alpha1.Gateway) bool {
 	hb := gw.Status.LastHeartbeat
 	// Heartbeat times are stored to the second.
 	return gw.Status.Online && hb != nil && c.Now().Sub(hb.Time) <= 3*c.Interval+time.Second
@@ -116,7 +154,8 @@ func (c *Placement) healthy(gw *v1alpha1.Gateway) bool {
 
 // place returns the gateway d should be on: "" to leave it where it is.
 // A device that is not placed yet and names no gateway is left to the
-// leader's Devices controller, which claims it without a round trip.
+// leader's Devices controller, which places it with Pick without a round
+// trip.
 func place(d *v1alpha1.Device, healthy map[string]bool, load map[string]int) string {
 	cur, asked := d.Status.Gateway, d.Spec.Gateway
 	switch {
@@ -131,6 +170,12 @@ func place(d *v1alpha1.Device, healthy map[string]bool, load map[string]int) str
 	case cur != "" && healthy[cur]:
 		return cur
 	}
+	return leastLoaded(healthy, load)
+}
+
+// leastLoaded names the healthy gateway with the fewest devices, the first
+// by name among equals; "" when none is healthy.
+func leastLoaded(healthy map[string]bool, load map[string]int) string {
 	names := make([]string, 0, len(healthy))
 	for n := range healthy {
 		names = append(names, n)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
@@ -100,7 +101,13 @@ func TestPlacement(t *testing.T) {
 	}
 
 	// gw-a falls silent: after three intervals it is offline and its two
-	// devices move, one each to the least loaded of gw-b and gw-c.
+	// devices move, one each to the least loaded of gw-b and gw-c; d-1,
+	// online there, is Unknown until its new gateway has its session.
+	d1, _ := st.Devices().Get(ctx, "d-1")
+	d1.Status.Phase = v1alpha1.DeviceOnline
+	if _, err := st.Devices().UpdateStatus(ctx, d1); err != nil {
+		t.Fatal(err)
+	}
 	now = now.Add(2 * time.Second)
 	heartbeat("gw-b", now)
 	heartbeat("gw-c", now)
@@ -116,8 +123,11 @@ func TestPlacement(t *testing.T) {
 	if got["d-1"] != "gw-b" || got["d-2"] != "gw-c" {
 		t.Errorf("after gw-a fell silent, placement = %v; want d-1 on gw-b and d-2 on gw-c", got)
 	}
-	if gw, _ := st.Gateways().Get(ctx, "gw-a"); gw.Status.Online {
-		t.Error("a silent gateway is still online")
+	if gw, _ := st.Gateways().Get(ctx, "gw-a"); gw.Status.Online || !meta.IsStatusConditionFalse(gw.Status.Conditions, "Ready") {
+		t.Errorf("a silent gateway is %+v, want offline and not Ready", gw.Status)
+	}
+	if d, _ := st.Devices().Get(ctx, "d-1"); d.Status.Phase != v1alpha1.DeviceUnknown {
+		t.Errorf("d-1, online on the silent gateway, is %s; want Unknown", d.Status.Phase)
 	}
 
 	// gw-a is back: d-2, which asks for it, goes back; d-1 stays.
@@ -125,6 +135,15 @@ func TestPlacement(t *testing.T) {
 	heartbeat("gw-a", now)
 	if got := placement(); got["d-2"] != "gw-a" || got["d-1"] != moved {
 		t.Errorf("with gw-a back, placement = %v; want d-2 on gw-a and d-1 on %s", got, moved)
+	}
+	// New emulated devices go to the least loaded healthy gateway: gw-a
+	// and gw-c hold one device each, gw-b two.
+	var picks []string
+	for range 3 {
+		picks = append(picks, p.Pick())
+	}
+	if fmt.Sprint(picks) != "[gw-a gw-c gw-a]" {
+		t.Errorf("picks %v, want [gw-a gw-c gw-a]", picks)
 	}
 	rec.mu.Lock()
 	defer rec.mu.Unlock()

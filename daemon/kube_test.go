@@ -476,3 +476,89 @@ func processesUnder(dir string) []string {
 	}
 	return out
 }
+
+// TestKubeGitOps drives an Application the way a GitOps tool does, with
+// server-side apply under a field manager of its own, on two daemons: a
+// broken version is rolled back to the stable one with the spec left as
+// applied, applying the same manifest again succeeds without a conflict
+// and changes nothing, no other manager owns a field of the spec, and
+// deleting the Application removes the app from the devices of both
+// gateways.
+func TestKubeGitOps(t *testing.T) {
+	c, dyn, caDir := kubeCluster(t)
+	ctx := context.Background()
+	a := startKubeDaemon(t, c, caDir, "gw-a")
+	leads(t, a, "gw-a")
+	b := startKubeDaemon(t, c, caDir, "gw-b")
+	kubeCreate(t, dyn, devicesGVR, v1alpha1.KindDevice, emulatedDevice("g-1", "mps2-an385", "gw-a"))
+	kubeCreate(t, dyn, devicesGVR, v1alpha1.KindDevice, emulatedDevice("g-2", "mps2-an385", "gw-b"))
+	deviceOn(t, dyn, "g-1", "gw-a")
+	deviceOn(t, dyn, "g-2", "gw-b")
+
+	good, err := a.c.UploadModule(ctx, bytes.NewReader(readApp(t, "sensor.wasm")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken, err := b.c.UploadModule(ctx, bytes.NewReader(readApp(t, "badimport.wasm")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply := func(sha, version string) *v1alpha1.Application {
+		t.Helper()
+		app := sensorApp(sha)
+		app.Spec.Version = version
+		m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(app)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u := &unstructured.Unstructured{Object: m}
+		u.SetAPIVersion(v1alpha1.Group + "/" + v1alpha1.Version)
+		u.SetKind(v1alpha1.KindApplication)
+		u.SetNamespace(kubeNS)
+		unstructured.RemoveNestedField(u.Object, "status")
+		unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
+		out, err := dyn.Resource(applicationsGVR).Namespace(kubeNS).Apply(ctx, "sensor", u, metav1.ApplyOptions{FieldManager: "gitops"})
+		if err != nil {
+			t.Fatalf("server-side apply of version %s: %v", version, err)
+		}
+		var got v1alpha1.Application
+		if err := fromUnstructured(out.Object, &got); err != nil {
+			t.Fatal(err)
+		}
+		return &got
+	}
+	apply(good.SHA256, "1")
+	appRunsOn(t, dyn, "sensor", "g-1", "g-2")
+
+	applied := apply(broken.SHA256, "2")
+	eventually(t, "version 2 aborted, back on 1", func() (bool, error) {
+		var app v1alpha1.Application
+		if err := kubeGet(dyn, applicationsGVR, "sensor", &app); err != nil {
+			return false, err
+		}
+		ab := app.Status.Aborted
+		return ab != nil && ab.RolledBackTo == "1" && app.Status.Running == 2, fmt.Errorf("status %+v", app.Status)
+	})
+	again := apply(broken.SHA256, "2")
+	if again.Generation != applied.Generation || again.Spec.Version != "2" || again.Spec.Module.SHA256 != broken.SHA256 {
+		t.Errorf("the same manifest applied again: generation %d -> %d, spec %s %s", applied.Generation, again.Generation, again.Spec.Version, again.Spec.Module.SHA256)
+	}
+	for _, mf := range again.ManagedFields {
+		if mf.Manager != "gitops" && mf.Subresource == "" && mf.FieldsV1 != nil && strings.Contains(string(mf.FieldsV1.Raw), `"f:spec"`) {
+			t.Errorf("manager %s owns spec fields: %s", mf.Manager, mf.FieldsV1.Raw)
+		}
+	}
+
+	if err := dyn.Resource(applicationsGVR).Namespace(kubeNS).Delete(ctx, "sensor", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"g-1", "g-2"} {
+		eventually(t, "sensor removed from "+name, func() (bool, error) {
+			var d v1alpha1.Device
+			if err := kubeGet(dyn, devicesGVR, name, &d); err != nil {
+				return false, err
+			}
+			return len(d.Status.Apps) == 0, fmt.Errorf("apps %+v", d.Status.Apps)
+		})
+	}
+}

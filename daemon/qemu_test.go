@@ -10,21 +10,20 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"wasmbed.io/wasmbed/crds/v1alpha1"
 	"wasmbed.io/wasmbed/daemon"
 	"wasmbed.io/wasmbed/daemon/api"
+	"wasmbed.io/wasmbed/daemon/controller"
 )
 
-// TestDaemonQEMU runs a microcontroller board end to end: the daemon
-// starts the Wasmbed firmware in qemu-system-arm (mps2-an385) on the qemu
-// backend; the board comes online through its serial link, gets the sensor
-// app rolled out (telemetry arrives, its console shows the output), an
-// update and a rollback; a looping app is stopped by its budget while the
-// board stays up; deleting the device leaves nothing running.
-func TestDaemonQEMU(t *testing.T) {
+// buildMCU builds the firmware for the qemu backend, or skips t when the
+// tools are missing.
+func buildMCU(t *testing.T) string {
+	t.Helper()
 	for _, tool := range []string{"arm-none-eabi-gcc", "qemu-system-arm", "make"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("%s not installed (Debian: gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm): %v", tool, err)
@@ -34,8 +33,133 @@ func TestDaemonQEMU(t *testing.T) {
 	if out, err := exec.Command("make", "-C", filepath.Join("..", "firmware", "mcu"), "BUILD="+build).CombinedOutput(); err != nil {
 		t.Fatalf("make firmware: %v\n%s", err, out)
 	}
+	return filepath.Join(build, "wasmbed-mcu.elf")
+}
+
+// TestDaemonRolloutEdges takes an app through the edges of its life on a
+// sim board and the QEMU microcontroller at once: v1 runs and is stable;
+// v2 (refused: an import the ABI lacks) and v3 (traps at start) are each
+// rolled back to v1 automatically, with the spec left as written, and
+// nothing more is sent once the devices are back; v4 (good) rolls out and
+// becomes stable; deleting the app removes it from both devices; and the
+// microcontroller, whose two app slots the app no longer holds, takes two
+// new apps.
+func TestDaemonRolloutEdges(t *testing.T) {
+	firmware := buildMCU(t)
+	d := startDaemon(t, t.TempDir(), func(cfg *daemon.Config) { cfg.MCUFirmware = firmware })
+	c, ctx := d.c, context.Background()
+	sent := watchTransfers(t, c)
+	for name, backend := range map[string]string{"edge-mcu": "qemu", "edge-sim": "sim"} {
+		if _, err := c.CreateDevice(ctx, &v1alpha1.Device{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"fleet": "edge"}},
+			Spec:       v1alpha1.DeviceSpec{Board: "mps2-an385", Emulation: &v1alpha1.Emulation{Backend: backend, Enabled: true}},
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	upload := func(file string) string {
+		t.Helper()
+		m, err := c.UploadModule(ctx, bytes.NewReader(readApp(t, file)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.SHA256
+	}
+	if _, err := c.CreateApplication(ctx, &v1alpha1.Application{
+		ObjectMeta: metav1.ObjectMeta{Name: "sensor"},
+		Spec: v1alpha1.ApplicationSpec{
+			Module: v1alpha1.ModuleRef{SHA256: upload("sensor.wasm")}, Version: "1",
+			Target:  v1alpha1.Target{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"fleet": "edge"}}},
+			Rollout: v1alpha1.Rollout{BatchSize: 2, HealthySeconds: 2},
+			Limits:  v1alpha1.Limits{PeriodMillis: 100},
+		},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	waitApp(t, c, "v1 running on both, stable", func(a *v1alpha1.Application) bool {
+		return a.Status.Phase == v1alpha1.AppRunning && a.Status.StableRevision == "1" && a.Status.Running == 2
+	})
+
+	for _, broken := range []struct{ version, file string }{{"2", "badimport.wasm"}, {"3", "trap.wasm"}} {
+		sha := upload(broken.file)
+		written := updateApp(t, c, "sensor", func(app *v1alpha1.Application) {
+			app.Spec.Module, app.Spec.Version = v1alpha1.ModuleRef{SHA256: sha}, broken.version
+		})
+		waitApp(t, c, "v"+broken.version+" rolled back to v1 on both", func(a *v1alpha1.Application) bool {
+			ab := a.Status.Aborted
+			return ab != nil && ab.Generation == written.Generation && ab.RolledBackTo == "1" &&
+				a.Status.Running == 2 && a.Status.CurrentRevision == "1"
+		})
+		before := sent.count()
+		time.Sleep(3 * time.Second)
+		a, err := c.GetApplication(ctx, "sensor")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after := sent.count(); after != before || a.Generation != written.Generation || a.Status.Phase != v1alpha1.AppRolledBack {
+			t.Errorf("v%s: %d transfers after the devices were back, generation %d (want %d), phase %s",
+				broken.version, after-before, a.Generation, written.Generation, a.Status.Phase)
+		}
+		rows, err := c.ListApplicationDevices(ctx, "sensor", controller.RolloutRunning)
+		if err != nil || len(rows.Items) != 2 || rows.Items[0].Version != "1" || rows.Items[1].Version != "1" {
+			t.Errorf("v%s: running rows %+v, %v; want both devices on 1", broken.version, rows, err)
+		}
+	}
+
+	v4 := upload("sensor-v2.wasm")
+	updateApp(t, c, "sensor", func(app *v1alpha1.Application) {
+		app.Spec.Module, app.Spec.Version = v1alpha1.ModuleRef{SHA256: v4}, "4"
+	})
+	waitApp(t, c, "v4 running on both, stable", func(a *v1alpha1.Application) bool {
+		return a.Status.Phase == v1alpha1.AppRunning && a.Status.StableRevision == "4" && a.Status.Running == 2 && a.Status.Aborted == nil
+	})
+
+	if err := c.DeleteApplication(ctx, "sensor"); err != nil {
+		t.Fatal(err)
+	}
+	for _, dev := range []string{"edge-mcu", "edge-sim"} {
+		eventually(t, "sensor gone from "+dev, func() (bool, error) {
+			s, err := appState(c, dev, "sensor")
+			return s == "", fmt.Errorf("%s reports sensor %q (%v)", dev, s, err)
+		})
+	}
+
+	// Both of the microcontroller's slots are free again: two apps run.
+	for _, app := range []struct{ name, file string }{{"first", "sensor.wasm"}, {"second", "sensor-v2.wasm"}} {
+		if _, err := c.CreateApplication(ctx, &v1alpha1.Application{
+			ObjectMeta: metav1.ObjectMeta{Name: app.name},
+			Spec: v1alpha1.ApplicationSpec{
+				Module: v1alpha1.ModuleRef{SHA256: upload(app.file)}, Version: "1",
+				Target: v1alpha1.Target{Devices: []string{"edge-mcu"}},
+				Limits: v1alpha1.Limits{PeriodMillis: 100},
+			},
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "the microcontroller runs two new apps", func() (bool, error) {
+		dev, err := c.GetDevice(ctx, "edge-mcu")
+		if err != nil {
+			return false, err
+		}
+		states := map[string]string{}
+		for _, a := range dev.Status.Apps {
+			states[a.Name] = a.State + " " + a.Reason
+		}
+		return len(states) == 2 && states["first"] == "running " && states["second"] == "running ", fmt.Errorf("apps %v", states)
+	})
+}
+
+// TestDaemonQEMU runs a microcontroller board end to end: the daemon
+// starts the Wasmbed firmware in qemu-system-arm (mps2-an385) on the qemu
+// backend; the board comes online through its serial link, gets the sensor
+// app rolled out (telemetry arrives, its console shows the output), an
+// update and a rollback; a looping app is stopped by its budget while the
+// board stays up; deleting the device leaves nothing running.
+func TestDaemonQEMU(t *testing.T) {
+	firmware := buildMCU(t)
 	dataDir := t.TempDir()
-	d := startDaemon(t, dataDir, func(cfg *daemon.Config) { cfg.MCUFirmware = filepath.Join(build, "wasmbed-mcu.elf") })
+	d := startDaemon(t, dataDir, func(cfg *daemon.Config) { cfg.MCUFirmware = firmware })
 	c, ctx := d.c, context.Background()
 
 	boards, err := c.Boards(ctx)

@@ -467,6 +467,10 @@ func (c *Applications) deploy(app, device string, spec v1alpha1.ApplicationSpec,
 	k := key{app, device}
 	c.mu.Lock()
 	c.inflight[k] = &deployment{rev: rev, cancel: cancel}
+	// The result of the deploy before is history: kept, it would pass for
+	// this one's if this one is cancelled (a deploy of the same revision
+	// again would then look done and never be sent).
+	delete(c.results, k)
 	c.mu.Unlock()
 	go func() {
 		defer cancel()

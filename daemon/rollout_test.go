@@ -186,3 +186,52 @@ func TestHealthGate(t *testing.T) {
 		return a.Status.Phase == v1alpha1.AppRunning && a.Status.StableRevision == "2" && a.Status.Aborted == nil
 	})
 }
+
+// TestBatchOfOne rolls an update out to four devices with batchSize 1: on
+// the event stream, no transfer begins while another device is still
+// receiving its module or has not reported it running, however the
+// reconciles of the app and the devices' events interleave.
+func TestBatchOfOne(t *testing.T) {
+	ctx := context.Background()
+	d := startDaemon(t, t.TempDir())
+	c := d.c
+	devices := []string{"b1-a", "b1-b", "b1-c", "b1-d"}
+	sensorOn(t, c, devices...)
+	waitApp(t, c, "version 1 running, stable", func(a *v1alpha1.Application) bool {
+		return a.Status.Phase == v1alpha1.AppRunning && a.Status.StableRevision == "1"
+	})
+	events, err := c.Events(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer events.Close()
+	mod, err := c.UploadModule(ctx, bytes.NewReader(readApp(t, "sensor-v2.wasm")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	updateApp(t, c, "sensor", func(app *v1alpha1.Application) {
+		app.Spec.Module, app.Spec.Version = v1alpha1.ModuleRef{SHA256: mod.SHA256}, "2"
+		app.Spec.Rollout.BatchSize = 1
+	})
+	open := map[string]bool{} // devices sent version 2 that do not report it running yet
+	done := map[string]bool{}
+	for len(done) < len(devices) {
+		e, err := events.Next()
+		if err != nil {
+			t.Fatalf("event stream: %v", err)
+		}
+		if e.App == nil || e.App.Name != "sensor" || e.App.Version != "2" {
+			continue
+		}
+		switch {
+		case e.Type == api.EventProgress && e.App.Sent == 0:
+			if len(open) > 0 {
+				t.Errorf("a transfer to %s began while %v had not finished theirs (batchSize 1)", e.Device, open)
+			}
+			open[e.Device] = true
+		case e.Type == api.EventApp && e.App.State == "running":
+			delete(open, e.Device)
+			done[e.Device] = true
+		}
+	}
+}

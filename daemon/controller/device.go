@@ -186,7 +186,7 @@ func (c *Devices) reconcile(ctx context.Context, name string) error {
 		st.Firmware = s.Firmware
 		st.Capabilities = s.Capabilities
 		st.CertificateExpiry = &metav1.Time{Time: s.CertExpiry}
-		st.Apps = deviceApps(dev.Status.Apps, s.Apps, c.Gateway.Deliveries(name), time.Now())
+		st.Apps = deviceApps(dev.Status.Apps, s.Apps, c.Gateway.Deliveries(name), time.Now(), s.ConnectedAt)
 		c.health.stampUnhealthy(name, st.Apps, s.Apps)
 		st.AppCount = int32(len(st.Apps))
 	} else {
@@ -230,8 +230,11 @@ func (c *Devices) reconcile(ctx context.Context, name string) error {
 // deviceApps is what a device runs, for its status: the apps its session
 // reports, each with the version being delivered to it when that is
 // another and why that failed if it did, and since when each has been in
-// its state (from was, the apps as stored).
-func deviceApps(was []v1alpha1.DeviceApp, reported []protocol.AppInfo, deliveries []gateway.Delivery, now time.Time) []v1alpha1.DeviceApp {
+// its state (from was, the apps as stored) in this session: an app is
+// not known to have run while its device was away, so a session that
+// began later (connected) restarts the clock, and with it the rollout's
+// healthy window.
+func deviceApps(was []v1alpha1.DeviceApp, reported []protocol.AppInfo, deliveries []gateway.Delivery, now, connected time.Time) []v1alpha1.DeviceApp {
 	out := make([]v1alpha1.DeviceApp, 0, len(reported))
 	for _, a := range reported {
 		out = append(out, v1alpha1.DeviceApp{
@@ -260,6 +263,9 @@ func deviceApps(was []v1alpha1.DeviceApp, reported []protocol.AppInfo, deliverie
 		for _, w := range was {
 			if w.Since != nil && w.Name == out[i].Name && w.SHA256 == out[i].SHA256 && w.State == out[i].State && w.Target == out[i].Target && w.TargetFailed == out[i].TargetFailed {
 				out[i].Since = w.Since
+				if s := connected.Truncate(time.Second); w.Since.Time.Before(s) {
+					out[i].Since = &metav1.Time{Time: s}
+				}
 			}
 		}
 	}

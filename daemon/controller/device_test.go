@@ -52,7 +52,7 @@ func TestDeviceApps(t *testing.T) {
 		{App: "c", Version: "1", SHA256: []byte{0xdd}, Failed: "too-large"}, // refused, runs nothing
 		{App: "d", Version: "1", SHA256: []byte{0xee}},                      // on its way, not reported yet
 	}
-	got := deviceApps(nil, reported, deliveries, t0)
+	got := deviceApps(nil, reported, deliveries, t0, t0)
 	want := []v1alpha1.DeviceApp{
 		{Name: "a", Version: "3", SHA256: "cc", State: "running"},
 		{Name: "b", Version: "1", SHA256: "aa", State: "running", Target: "2"},
@@ -66,10 +66,18 @@ func TestDeviceApps(t *testing.T) {
 		t.Fatalf("deviceApps = %+v\nwant %+v", got, want)
 	}
 	reported[1].State = protocol.StateFailed
-	again := deviceApps(got, reported, deliveries, t1)
+	again := deviceApps(got, reported, deliveries, t1, t0)
 	for _, a := range again {
 		if changed := a.Name == "a"; a.Since.Time.Equal(t1) != changed {
 			t.Errorf("app %s since %v after only a changed at %v", a.Name, a.Since.Time, t1)
+		}
+	}
+	// The device was away and came back at t2: no app is known to have
+	// run in between, so each one's clock starts again.
+	t2 := t1.Add(time.Minute)
+	for _, a := range deviceApps(again, reported, deliveries, t2.Add(time.Second), t2) {
+		if !a.Since.Time.Equal(t2) {
+			t.Errorf("app %s since %v after a session began at %v", a.Name, a.Since.Time, t2)
 		}
 	}
 }

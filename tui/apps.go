@@ -275,7 +275,7 @@ func renderAppHead(st *styles, a *v1alpha1.Application, now time.Time, width int
 	case ro.BatchSize > 0:
 		batch = fmt.Sprintf("%d at a time", ro.BatchSize)
 	}
-	field("Strategy", fmt.Sprintf("%s, max failures %d, healthy after %ds", batch, ro.MaxFailures, ro.HealthySeconds))
+	field("Strategy", fmt.Sprintf("%s, max failures %d, healthy after %ds%s", batch, ro.MaxFailures, ro.HealthySeconds, gateText(ro.Health)))
 	if ab := s.Aborted; ab != nil {
 		// The reason, which can be long, has a line of its own, so that
 		// where the devices went is never cut.
@@ -356,4 +356,20 @@ func historyText(h []v1alpha1.Revision) string {
 		out = append(out, h[i].Version+" on "+plural(int(h[i].Devices), "device"))
 	}
 	return strings.Join(out, ", ")
+}
+
+// gateText describes a health gate for the Strategy line: ", humidity in
+// [10, 40]", ", humidity ≤ 40"; "" for none.
+func gateText(g *v1alpha1.HealthGate) string {
+	switch {
+	case g == nil:
+		return ""
+	case g.Min != nil && g.Max != nil:
+		return fmt.Sprintf(", %s in [%s, %s]", g.Metric, g.Min, g.Max)
+	case g.Max != nil:
+		return fmt.Sprintf(", %s ≤ %s", g.Metric, g.Max)
+	case g.Min != nil:
+		return fmt.Sprintf(", %s ≥ %s", g.Metric, g.Min)
+	}
+	return ""
 }

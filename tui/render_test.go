@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"wasmbed.io/wasmbed/crds/v1alpha1"
@@ -738,6 +739,23 @@ func TestResolveView(t *testing.T) {
 		got, ok := resolveView(tc.in)
 		if got != tc.want || ok != tc.ok {
 			t.Errorf("resolveView(%q) = %q, %v; want %q, %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestGateText(t *testing.T) {
+	q := func(s string) *resource.Quantity { v := resource.MustParse(s); return &v }
+	for _, tt := range []struct {
+		g    *v1alpha1.HealthGate
+		want string
+	}{
+		{nil, ""},
+		{&v1alpha1.HealthGate{Metric: "humidity", Max: q("40")}, ", humidity ≤ 40"},
+		{&v1alpha1.HealthGate{Metric: "temp", Min: q("-20")}, ", temp ≥ -20"},
+		{&v1alpha1.HealthGate{Metric: "temp", Min: q("500m"), Max: q("80")}, ", temp in [500m, 80]"},
+	} {
+		if got := gateText(tt.g); got != tt.want {
+			t.Errorf("gateText(%+v) = %q, want %q", tt.g, got, tt.want)
 		}
 	}
 }

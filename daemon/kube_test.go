@@ -439,6 +439,22 @@ func TestKubeLeaderKilled(t *testing.T) {
 	a := startKubeDaemon(t, c, caDir, "gw-a")
 	kubeCreate(t, dyn, devicesGVR, v1alpha1.KindDevice, emulatedDevice("k-1", "mps2-an385", ""))
 	deviceOn(t, dyn, "k-1", "gw-k")
+	// Every phase k-1 goes through from now on, as the API server has it.
+	w, err := dyn.Resource(devicesGVR).Namespace(kubeNS).Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=k-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	phases := make(chan v1alpha1.DevicePhase, 256)
+	go func() {
+		defer close(phases)
+		for e := range w.ResultChan() {
+			var d v1alpha1.Device
+			if u, ok := e.Object.(*unstructured.Unstructured); ok && fromUnstructured(u.Object, &d) == nil {
+				phases <- d.Status.Phase
+			}
+		}
+	}()
 
 	if err := cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
@@ -460,6 +476,16 @@ func TestKubeLeaderKilled(t *testing.T) {
 	}
 	hasEvents(t, c.Admin(), "gw-k", "GatewayOffline")
 	hasEvents(t, c.Admin(), "k-1", "Reassigned")
+	// Online on the dead gateway, k-1 was Unknown (not Online) until the
+	// survivor had its session.
+	w.Stop()
+	var seen []v1alpha1.DevicePhase
+	for p := range phases {
+		seen = append(seen, p)
+	}
+	if i := slices.Index(seen, v1alpha1.DeviceUnknown); i < 0 || slices.Contains(seen[:i], v1alpha1.DeviceOffline) {
+		t.Errorf("k-1 went through phases %v, want Unknown when its gateway was found dead", seen)
+	}
 }
 
 // processesUnder lists the processes whose working directory is under dir.

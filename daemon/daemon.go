@@ -212,6 +212,18 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	bus := events.New(4096)
+	if recorder == nil {
+		// The embedded store has no Events API: the same Events go on the
+		// event stream as log events.
+		rec, err := newBusRecorder(bus, cfg.GatewayName, eventCounts, log)
+		if err != nil {
+			return err
+		}
+		rctx, stop := context.WithCancel(ctx)
+		defer stop()
+		go rec.run(rctx)
+		recorder = rec
+	}
 	d := &daemon{cfg: cfg, log: log, store: st, cached: cached, bus: bus, started: time.Now(), advertise: advertise, consoles: make(map[string]*renode.Console),
 		lead: &leadership{self: cfg.GatewayName}}
 	gw, err := gateway.New(gateway.Config{

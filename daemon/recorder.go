@@ -20,6 +20,8 @@ import (
 	"k8s.io/utils/clock"
 
 	"wasmbed.io/wasmbed/crds/v1alpha1"
+	"wasmbed.io/wasmbed/daemon/api"
+	"wasmbed.io/wasmbed/daemon/events"
 )
 
 // Event outcomes, the result label of wasmbed_events_total.
@@ -52,6 +54,9 @@ type kubeRecorder struct {
 	counts  *prometheus.CounterVec
 	log     *slog.Logger
 	backoff time.Duration // before writing again after a failure; a second by default
+	// skip names the reasons not recorded: those the sink carries
+	// otherwise.
+	skip map[string]bool
 }
 
 func newEventCounts() *prometheus.CounterVec {
@@ -70,6 +75,23 @@ func newKubeRecorder(kube *rest.Config, ns, host string, counts *prometheus.Coun
 	if err != nil {
 		return nil, err
 	}
+	return newRecorder(&typedcorev1.EventSinkImpl{Interface: cs.Events(ns)}, ns, host, counts, log)
+}
+
+// newBusRecorder records the same Events, correlated and counted the same
+// way, on the daemon's event stream: what the embedded store has instead
+// of Kubernetes Events.
+func newBusRecorder(bus *events.Bus, host string, counts *prometheus.CounterVec, log *slog.Logger) (*kubeRecorder, error) {
+	r, err := newRecorder(busSink{bus}, "", host, counts, log)
+	if err != nil {
+		return nil, err
+	}
+	// The stream has online and offline events of its own.
+	r.skip = map[string]bool{"Online": true, "Offline": true}
+	return r, nil
+}
+
+func newRecorder(sink record.EventSink, ns, host string, counts *prometheus.CounterVec, log *slog.Logger) (*kubeRecorder, error) {
 	scheme := runtime.NewScheme()
 	if err := v1alpha1.AddToScheme(scheme); err != nil {
 		return nil, err
@@ -79,7 +101,7 @@ func newKubeRecorder(kube *rest.Config, ns, host string, counts *prometheus.Coun
 	}
 	return &kubeRecorder{
 		scheme: scheme, source: corev1.EventSource{Component: "wasmbedd", Host: host}, ns: ns,
-		sink:  &typedcorev1.EventSinkImpl{Interface: cs.Events(ns)},
+		sink:  sink,
 		corr:  record.NewEventCorrelator(clock.RealClock{}),
 		queue: make(chan *corev1.Event, eventQueue), counts: counts, log: log, backoff: time.Second,
 	}, nil
@@ -87,6 +109,9 @@ func newKubeRecorder(kube *rest.Config, ns, host string, counts *prometheus.Coun
 
 // Eventf queues an Event on obj; it never blocks.
 func (r *kubeRecorder) Eventf(obj runtime.Object, eventtype, reason, messageFmt string, args ...any) {
+	if r.skip[reason] {
+		return
+	}
 	ref, err := reference.GetReference(r.scheme, obj)
 	if err != nil {
 		r.drop("no reference to the object", err, reason)
@@ -174,4 +199,26 @@ func (r *kubeRecorder) write(ctx context.Context, ev *corev1.Event) {
 		}
 	}
 	r.drop("the API server did not take it", err, ev.Reason)
+}
+
+// busSink is a record.EventSink onto the daemon's event stream: each Event,
+// new or counted again, is published as a log event.
+type busSink struct{ bus *events.Bus }
+
+func (s busSink) Create(e *corev1.Event) (*corev1.Event, error) { return s.publish(e), nil }
+func (s busSink) Update(e *corev1.Event) (*corev1.Event, error) { return s.publish(e), nil }
+func (s busSink) Patch(e *corev1.Event, _ []byte) (*corev1.Event, error) {
+	return s.publish(e), nil
+}
+
+func (s busSink) publish(e *corev1.Event) *corev1.Event {
+	ev := api.Event{Time: e.LastTimestamp.Time, Type: api.EventLog, Kind: e.InvolvedObject.Kind, Name: e.InvolvedObject.Name,
+		Reason: e.Reason, Message: e.Message, Level: e.Type, Count: e.Count}
+	if ev.Kind == v1alpha1.KindDevice {
+		ev.Device = ev.Name
+	}
+	s.bus.Publish(ev)
+	out := e.DeepCopy()
+	out.ResourceVersion = "1" // as stored: the correlator patches it next time
+	return out
 }

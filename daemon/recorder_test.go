@@ -21,7 +21,9 @@ import (
 	"k8s.io/utils/ptr"
 
 	"wasmbed.io/wasmbed/crds/v1alpha1"
+	"wasmbed.io/wasmbed/daemon/api"
 	"wasmbed.io/wasmbed/daemon/controller"
+	"wasmbed.io/wasmbed/daemon/events"
 	"wasmbed.io/wasmbed/daemon/kubetest"
 	"wasmbed.io/wasmbed/daemon/store"
 )
@@ -224,4 +226,41 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 	}
 	t.Fatalf("never: %s", what)
+}
+
+// TestBusRecorder records the same Events on the event stream, as the
+// embedded store does: repeats are one log event counted up, not a flood,
+// and every outcome is counted like the Kubernetes recorder's.
+func TestBusRecorder(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	bus := events.New(1024)
+	counts := newEventCounts()
+	rec, err := newBusRecorder(bus, "gw-test", counts, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go rec.run(ctx)
+	dev := &v1alpha1.Device{ObjectMeta: metav1.ObjectMeta{Name: "flappy", UID: "uid-flappy"}}
+	dev.SetGroupVersionKind(v1alpha1.GroupVersion.WithKind(v1alpha1.KindDevice))
+	for range 30 {
+		rec.Eventf(dev, corev1.EventTypeWarning, "StatusWriteFailed", "the status could not be written: %s", "too large")
+	}
+	rec.Eventf(dev, corev1.EventTypeNormal, "Online", "session on gateway %s", "gw-test") // the stream says so already
+	waitCounts(t, counts, map[string]float64{eventWritten: 1, eventAggregated: 24, eventFiltered: 5, eventDropped: 0})
+	history, _ := bus.Subscribe(ctx, 0)
+	var logs []api.Event
+	for _, e := range history {
+		if e.Type == api.EventLog {
+			logs = append(logs, e)
+		}
+	}
+	if len(logs) != 25 {
+		t.Fatalf("%d log events, want 25 (one per Event written or counted again)", len(logs))
+	}
+	last := logs[len(logs)-1]
+	if last.Kind != v1alpha1.KindDevice || last.Device != "flappy" || last.Level != corev1.EventTypeWarning ||
+		last.Reason != "StatusWriteFailed" || last.Count != 25 || !strings.Contains(last.Message, "too large") {
+		t.Errorf("last log event = %+v, want a Warning StatusWriteFailed on device flappy counted 25 times", last)
+	}
 }

@@ -83,6 +83,19 @@ func eventDetail(e api.Event) string {
 		}
 		return strings.TrimSpace(b.String())
 	}
+	if e.Type == api.EventLog {
+		// What a Kubernetes Event says: its reason, message and count.
+		s := e.Message
+		if e.Reason != "" && e.Message != "" {
+			s = e.Reason + ": " + e.Message
+		} else if e.Reason != "" {
+			s = e.Reason
+		}
+		if e.Count > 1 {
+			s += fmt.Sprintf(" (×%d)", e.Count)
+		}
+		return s
+	}
 	if e.Message != "" {
 		return e.Message
 	}
@@ -102,6 +115,10 @@ func eventHealth(e api.Event) health {
 		}
 	case api.EventProgress:
 		return healthWarn
+	case api.EventLog:
+		if e.Level == "Warning" {
+			return healthBad
+		}
 	}
 	return healthNeutral
 }

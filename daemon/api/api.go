@@ -132,7 +132,7 @@ const (
 	EventApp       EventType = "app"       // Device, App
 	EventProgress  EventType = "progress"  // Device, App (Sent, Total)
 	EventTelemetry EventType = "telemetry" // Device, App.Name, Values
-	EventLog       EventType = "log"       // something the daemon did: Message, Device or Name
+	EventLog       EventType = "log"       // what Kubernetes Events say, with the embedded store: Kind, Name, Level, Reason, Message, Count
 )
 
 // Event is one entry of the live event stream, sent as server-sent events
@@ -152,6 +152,10 @@ type Event struct {
 	Values  map[string]float64 `json:"values,omitempty"`
 	Reason  string             `json:"reason,omitempty"`
 	Message string             `json:"message,omitempty"`
+	// Level and Count are those of a log event: Normal or Warning, and
+	// how many times it happened (repeats are counted, not repeated).
+	Level string `json:"level,omitempty"`
+	Count int32  `json:"count,omitempty"`
 }
 
 // AppRemoved is the State of an AppEvent that says the app was removed

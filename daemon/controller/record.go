@@ -11,9 +11,8 @@ const (
 )
 
 // A Recorder records what users should see happen to a resource: with the
-// Kubernetes store, Events beside it (client-go's record.EventRecorder
-// is one); with the embedded store, nothing yet (the daemon's event
-// stream carries device and app events).
+// Kubernetes store, Events beside it; with the embedded store, the same
+// Events as log events on the daemon's event stream.
 type Recorder interface {
 	Eventf(obj runtime.Object, eventtype, reason, messageFmt string, args ...any)
 }

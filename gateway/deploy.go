@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"time"
 
 	"wasmbed.io/wasmbed/gateway/protocol"
 )
@@ -35,6 +36,10 @@ func (e *DeployError) Error() string {
 
 // Unwrap returns the cause.
 func (e *DeployError) Unwrap() error { return e.Err }
+
+// repoke is how often a waiting Deploy asks its device's session to
+// compare desired and reported apps again.
+const repoke = 5 * time.Second
 
 // desiredApp is what the owner asked a device to run for one app.
 type desiredApp struct {
@@ -83,11 +88,22 @@ func (g *Gateway) Deploy(ctx context.Context, device string, mod Module) error {
 		}
 		s.poke()
 	}
-	select {
-	case err := <-ch:
-		return err
-	case <-ctx.Done():
-		return fmt.Errorf("deploy %s %s to %s: %w", mod.App, mod.Version, device, ctx.Err())
+	// While it waits, the deploy asks the device's session to compare
+	// again now and then: a wakeup that went astray delays it, and never
+	// strands it. A pass sends only what the device does not hold.
+	t := time.NewTicker(repoke)
+	defer t.Stop()
+	for {
+		select {
+		case err := <-ch:
+			return err
+		case <-ctx.Done():
+			return fmt.Errorf("deploy %s %s to %s: %w", mod.App, mod.Version, device, ctx.Err())
+		case <-t.C:
+			if s := g.session(device); s != nil {
+				s.poke()
+			}
+		}
 	}
 }
 

@@ -328,7 +328,8 @@ func TestKubeFailover(t *testing.T) {
 	b := startKubeDaemon(t, c, caDir, "gw-b")
 	leads(t, b, "gw-a")
 
-	// f-1 names no gateway: the leader's takes it. f-2 asks for gw-b.
+	// f-1 names no gateway: the least loaded takes it (gw-a: none has a
+	// device yet, and it comes first by name). f-2 asks for gw-b.
 	kubeCreate(t, dyn, devicesGVR, v1alpha1.KindDevice, emulatedDevice("f-1", "mps2-an385", ""))
 	kubeCreate(t, dyn, devicesGVR, v1alpha1.KindDevice, emulatedDevice("f-2", "nrf52840-dk", "gw-b"))
 	deviceOn(t, dyn, "f-1", "gw-a")

@@ -197,9 +197,12 @@ func (c *Applications) reconcile(ctx context.Context, name string) error {
 	want, ok := wanted(app, st)
 	r.want = want
 	r.rows = make([]v1alpha1.DeviceRollout, 0, len(targets))
+	rev := revision(want.Module.SHA256, want.Version, want.Limits)
+	c.mu.Lock()
 	for _, d := range targets {
-		r.rows = append(r.rows, c.rowFor(name, want, d))
+		r.rows = append(r.rows, c.rowForLocked(name, want, rev, d))
 	}
+	c.mu.Unlock()
 	r.count()
 	st.CurrentRevision = want.Version
 	if !ok {
@@ -270,17 +273,15 @@ func (r *rollout) count() {
 	}
 }
 
-// rowFor works out one device's part of the rollout: what its status
-// says, moved on by the deploys this controller has under way or has seen
-// end, which the device's status may not show yet.
-func (c *Applications) rowFor(app string, want v1alpha1.ApplicationSpec, d *v1alpha1.Device) v1alpha1.DeviceRollout {
+// rowForLocked works out one device's part of the rollout towards want
+// (whose revision is rev): what its status says, moved on by the deploys
+// this controller has under way or has seen end, which the device's
+// status may not show yet. The caller holds c.mu.
+func (c *Applications) rowForLocked(app string, want v1alpha1.ApplicationSpec, rev string, d *v1alpha1.Device) v1alpha1.DeviceRollout {
 	row := DeviceRollout(app, want, d)
 	k := key{app, d.Name}
-	c.mu.Lock()
 	dep := c.inflight[k]
 	res, hasRes := c.results[k]
-	c.mu.Unlock()
-	rev := revision(want.Module.SHA256, want.Version, want.Limits)
 	switch {
 	case dep != nil && dep.rev == rev:
 		row.State, row.Reason = RolloutTransferring, ""
@@ -511,12 +512,7 @@ func (c *Applications) command(ctx context.Context, device, app string, f func(c
 // back. It reads the devices that report the app, not the fleet.
 func (c *Applications) removeStrays(ctx context.Context, app string, targeted map[string]bool) {
 	c.mu.Lock()
-	var strays []string
-	for _, d := range c.idx.reporting(app) {
-		if !targeted[d.Name] && reported(d, app) != nil {
-			strays = append(strays, d.Name)
-		}
-	}
+	strays := c.idx.strays(app, targeted)
 	c.mu.Unlock()
 	if len(strays) > 0 {
 		c.cancelDeploys(app, func(device string) bool { return !targeted[device] })

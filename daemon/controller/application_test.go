@@ -140,8 +140,8 @@ func TestIndex(t *testing.T) {
 		t.Errorf("targeted after a left = %v, want [b]", got)
 	}
 	x.setDevice("b", nil)
-	if got := names(x.targeted("sensor")); got != nil || len(x.reporting("ghost")) != 0 || x.unknownApps() != nil {
-		t.Errorf("after b was deleted: targeted %v, reporting ghost %d, unknown %v; want none", got, len(x.reporting("ghost")), x.unknownApps())
+	if got := names(x.targeted("sensor")); got != nil || len(x.strays("ghost", nil)) != 0 || x.unknownApps() != nil {
+		t.Errorf("after b was deleted: targeted %v, reporting ghost %d, unknown %v; want none", got, len(x.strays("ghost", nil)), x.unknownApps())
 	}
 	x.setApp(app("sensor", v1alpha1.Target{Devices: []string{"a"}}))
 	if got := names(x.targeted("sensor")); !slices.Equal(got, []string{"a"}) {

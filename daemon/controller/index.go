@@ -2,7 +2,8 @@ package controller
 
 import (
 	"context"
-	"sort"
+	"maps"
+	"slices"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -25,6 +26,10 @@ type index struct {
 	reports map[string]map[string]bool // app -> the devices that report it
 	specs   map[string]v1alpha1.Target // app -> the target the index was built for
 	known   map[string]selector        // app -> its target, ready to match
+	// sorted holds targets[app]'s names in order, until the set changes:
+	// a reconcile reads the targets in order, and most device changes
+	// leave them as they were.
+	sorted map[string][]string
 }
 
 func newIndex() index {
@@ -34,6 +39,7 @@ func newIndex() index {
 		reports: make(map[string]map[string]bool),
 		specs:   make(map[string]v1alpha1.Target),
 		known:   make(map[string]selector),
+		sorted:  make(map[string][]string),
 	}
 }
 
@@ -75,6 +81,7 @@ func (x *index) setApp(app *v1alpha1.Application) bool {
 		}
 	}
 	x.targets[app.Name] = set
+	delete(x.sorted, app.Name)
 	return true
 }
 
@@ -84,6 +91,7 @@ func (x *index) dropApp(app string) {
 	delete(x.specs, app)
 	delete(x.known, app)
 	delete(x.targets, app)
+	delete(x.sorted, app)
 }
 
 // setDevice indexes d (nil: the device named name was deleted) and
@@ -101,6 +109,9 @@ func (x *index) setDevice(name string, d *v1alpha1.Device) []string {
 		in := d != nil && sel.matches(d)
 		if in || set[name] {
 			apps = append(apps, app)
+		}
+		if in != set[name] {
+			delete(x.sorted, app)
 		}
 		if in {
 			set[name] = true
@@ -143,20 +154,26 @@ func rolloutChange(old, d *v1alpha1.Device) bool {
 
 // targeted returns the devices app's target selects, sorted by name.
 func (x *index) targeted(app string) []*v1alpha1.Device {
-	set := x.targets[app]
-	out := make([]*v1alpha1.Device, 0, len(set))
-	for name := range set {
-		out = append(out, x.devices[name])
+	names, ok := x.sorted[app]
+	if !ok {
+		names = slices.Sorted(maps.Keys(x.targets[app]))
+		x.sorted[app] = names
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	out := make([]*v1alpha1.Device, len(names))
+	for i, name := range names {
+		out[i] = x.devices[name]
+	}
 	return out
 }
 
-// reporting returns the devices that report app.
-func (x *index) reporting(app string) []*v1alpha1.Device {
-	out := make([]*v1alpha1.Device, 0, len(x.reports[app]))
+// strays names the devices that report app but are not in targeted (nil:
+// every device that reports it).
+func (x *index) strays(app string, targeted map[string]bool) []string {
+	var out []string
 	for name := range x.reports[app] {
-		out = append(out, x.devices[name])
+		if !targeted[name] {
+			out = append(out, name)
+		}
 	}
 	return out
 }

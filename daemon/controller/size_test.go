@@ -37,13 +37,39 @@ func TestApplicationSizeFlat(t *testing.T) {
 // size.
 func appSize(t *testing.T, n int) int {
 	t.Helper()
+	_, got := rolloutOver(t, n)
+	b, err := json.Marshal(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(b)
+}
+
+// BenchmarkReconcile10k is one reconcile of an app over 10,000 devices
+// whose status is settled: the work each device report costs the rollout
+// controller.
+func BenchmarkReconcile10k(b *testing.B) {
+	c, _ := rolloutOver(b, 10000)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := c.reconcile(ctx, "sensor"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// rolloutOver stores n devices and an app targeting them all, runs the
+// controller until the status counts them, and returns the controller
+// (running until tb ends) and the app.
+func rolloutOver(t testing.TB, n int) (*Applications, *v1alpha1.Application) {
+	t.Helper()
 	st, err := store.OpenEmbedded(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
+	t.Cleanup(func() { st.Close() })
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	const sha = "5f0c0a7e1b6d4c3a29180f7e6d5c4b3a29180f7e6d5c4b3a29180f7e6d5c4b3a"
 	// Writers in parallel share the store's commits.
 	var wg sync.WaitGroup
@@ -81,7 +107,7 @@ func appSize(t *testing.T, n int) int {
 		defer close(done)
 		c.Run(ctx)
 	}()
-	defer func() { cancel(); <-done }()
+	t.Cleanup(func() { cancel(); <-done })
 	for {
 		got, err := st.Applications().Get(ctx, "sensor")
 		if err != nil {
@@ -95,11 +121,7 @@ func appSize(t *testing.T, n int) int {
 			if len(s.FailedDevices) != min(int(s.Failed), failedLimit) {
 				t.Errorf("%d devices: %d failed devices listed, want %d", n, len(s.FailedDevices), min(int(s.Failed), failedLimit))
 			}
-			b, err := json.Marshal(got)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return len(b)
+			return c, got
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -134,6 +134,16 @@ func eventuallyWithin(t *testing.T, limit time.Duration, what string, cond func(
 	t.Fatalf("never: %s (last error %v)", what, last)
 }
 
+// uploadApp uploads testdata/apps/file through c and returns its sha256.
+func uploadApp(t *testing.T, c *client.Client, file string) string {
+	t.Helper()
+	m, err := c.UploadModule(context.Background(), bytes.NewReader(readApp(t, file)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.SHA256
+}
+
 func readApp(t *testing.T, file string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("..", "testdata", "apps", file))

@@ -522,14 +522,8 @@ func TestKubeGitOps(t *testing.T) {
 	deviceOn(t, dyn, "g-1", "gw-a")
 	deviceOn(t, dyn, "g-2", "gw-b")
 
-	good, err := a.c.UploadModule(ctx, bytes.NewReader(readApp(t, "sensor.wasm")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	broken, err := b.c.UploadModule(ctx, bytes.NewReader(readApp(t, "badimport.wasm")))
-	if err != nil {
-		t.Fatal(err)
-	}
+	good := uploadApp(t, a.c, "sensor.wasm")
+	broken := uploadApp(t, b.c, "badimport.wasm")
 	apply := func(sha, version string) *v1alpha1.Application {
 		t.Helper()
 		app := sensorApp(sha)
@@ -554,10 +548,10 @@ func TestKubeGitOps(t *testing.T) {
 		}
 		return &got
 	}
-	apply(good.SHA256, "1")
+	apply(good, "1")
 	appRunsOn(t, dyn, "sensor", "g-1", "g-2")
 
-	applied := apply(broken.SHA256, "2")
+	applied := apply(broken, "2")
 	eventually(t, "version 2 aborted, back on 1", func() (bool, error) {
 		var app v1alpha1.Application
 		if err := kubeGet(dyn, applicationsGVR, "sensor", &app); err != nil {
@@ -566,8 +560,8 @@ func TestKubeGitOps(t *testing.T) {
 		ab := app.Status.Aborted
 		return ab != nil && ab.RolledBackTo == "1" && app.Status.Running == 2, fmt.Errorf("status %+v", app.Status)
 	})
-	again := apply(broken.SHA256, "2")
-	if again.Generation != applied.Generation || again.Spec.Version != "2" || again.Spec.Module.SHA256 != broken.SHA256 {
+	again := apply(broken, "2")
+	if again.Generation != applied.Generation || again.Spec.Version != "2" || again.Spec.Module.SHA256 != broken {
 		t.Errorf("the same manifest applied again: generation %d -> %d, spec %s %s", applied.Generation, again.Generation, again.Spec.Version, again.Spec.Module.SHA256)
 	}
 	for _, mf := range again.ManagedFields {

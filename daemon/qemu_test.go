@@ -57,18 +57,10 @@ func TestDaemonRolloutEdges(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	upload := func(file string) string {
-		t.Helper()
-		m, err := c.UploadModule(ctx, bytes.NewReader(readApp(t, file)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return m.SHA256
-	}
 	if _, err := c.CreateApplication(ctx, &v1alpha1.Application{
 		ObjectMeta: metav1.ObjectMeta{Name: "sensor"},
 		Spec: v1alpha1.ApplicationSpec{
-			Module: v1alpha1.ModuleRef{SHA256: upload("sensor.wasm")}, Version: "1",
+			Module: v1alpha1.ModuleRef{SHA256: uploadApp(t, c, "sensor.wasm")}, Version: "1",
 			Target:  v1alpha1.Target{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"fleet": "edge"}}},
 			Rollout: v1alpha1.Rollout{BatchSize: 2, HealthySeconds: 2},
 			Limits:  v1alpha1.Limits{PeriodMillis: 100},
@@ -81,7 +73,7 @@ func TestDaemonRolloutEdges(t *testing.T) {
 	})
 
 	for _, broken := range []struct{ version, file string }{{"2", "badimport.wasm"}, {"3", "trap.wasm"}} {
-		sha := upload(broken.file)
+		sha := uploadApp(t, c, broken.file)
 		written := updateApp(t, c, "sensor", func(app *v1alpha1.Application) {
 			app.Spec.Module, app.Spec.Version = v1alpha1.ModuleRef{SHA256: sha}, broken.version
 		})
@@ -106,7 +98,7 @@ func TestDaemonRolloutEdges(t *testing.T) {
 		}
 	}
 
-	v4 := upload("sensor-v2.wasm")
+	v4 := uploadApp(t, c, "sensor-v2.wasm")
 	updateApp(t, c, "sensor", func(app *v1alpha1.Application) {
 		app.Spec.Module, app.Spec.Version = v1alpha1.ModuleRef{SHA256: v4}, "4"
 	})
@@ -129,7 +121,7 @@ func TestDaemonRolloutEdges(t *testing.T) {
 		if _, err := c.CreateApplication(ctx, &v1alpha1.Application{
 			ObjectMeta: metav1.ObjectMeta{Name: app.name},
 			Spec: v1alpha1.ApplicationSpec{
-				Module: v1alpha1.ModuleRef{SHA256: upload(app.file)}, Version: "1",
+				Module: v1alpha1.ModuleRef{SHA256: uploadApp(t, c, app.file)}, Version: "1",
 				Target: v1alpha1.Target{Devices: []string{"edge-mcu"}},
 				Limits: v1alpha1.Limits{PeriodMillis: 100},
 			},

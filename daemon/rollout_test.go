@@ -151,7 +151,6 @@ func waitApp(t *testing.T, c *client.Client, what string, ok func(*v1alpha1.Appl
 // devices fail it with the gate as the reason and return to the stable
 // version. The same version under a gate it keeps then rolls out.
 func TestHealthGate(t *testing.T) {
-	ctx := context.Background()
 	d := startDaemon(t, t.TempDir())
 	c := d.c
 	devices := []string{"hg-a", "hg-b"}
@@ -159,13 +158,10 @@ func TestHealthGate(t *testing.T) {
 	waitApp(t, c, "version 1 running, stable", func(a *v1alpha1.Application) bool {
 		return a.Status.Phase == v1alpha1.AppRunning && a.Status.StableRevision == "1"
 	})
-	mod, err := c.UploadModule(ctx, bytes.NewReader(readApp(t, "sensor-v2.wasm")))
-	if err != nil {
-		t.Fatal(err)
-	}
+	sha := uploadApp(t, c, "sensor-v2.wasm")
 	max := resource.MustParse("40")
 	written := updateApp(t, c, "sensor", func(app *v1alpha1.Application) {
-		app.Spec.Module, app.Spec.Version = v1alpha1.ModuleRef{SHA256: mod.SHA256}, "2"
+		app.Spec.Module, app.Spec.Version = v1alpha1.ModuleRef{SHA256: sha}, "2"
 		app.Spec.Rollout.HealthySeconds = 5
 		app.Spec.Rollout.Health = &v1alpha1.HealthGate{Metric: "humidity", Max: &max}
 	})
@@ -205,12 +201,9 @@ func TestBatchOfOne(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer events.Close()
-	mod, err := c.UploadModule(ctx, bytes.NewReader(readApp(t, "sensor-v2.wasm")))
-	if err != nil {
-		t.Fatal(err)
-	}
+	sha := uploadApp(t, c, "sensor-v2.wasm")
 	updateApp(t, c, "sensor", func(app *v1alpha1.Application) {
-		app.Spec.Module, app.Spec.Version = v1alpha1.ModuleRef{SHA256: mod.SHA256}, "2"
+		app.Spec.Module, app.Spec.Version = v1alpha1.ModuleRef{SHA256: sha}, "2"
 		app.Spec.Rollout.BatchSize = 1
 	})
 	open := map[string]bool{} // devices sent version 2 that do not report it running yet

@@ -155,7 +155,8 @@ func (c *Devices) reconcile(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	if dev.Status.Gateway == "" && dev.Spec.Gateway == "" && dev.Spec.Emulation != nil && c.placedHere(dev) && c.Pick != nil {
+	here := c.placedHere(dev)
+	if here && dev.Status.Gateway == "" && dev.Spec.Gateway == "" && dev.Spec.Emulation != nil && c.Pick != nil {
 		if gw := c.Pick(); gw != "" && gw != c.GatewayName {
 			// Placed on the least loaded gateway, whose daemon runs it.
 			dev.Status.Gateway = gw
@@ -163,7 +164,7 @@ func (c *Devices) reconcile(ctx context.Context, name string) error {
 			return err
 		}
 	}
-	if !c.placedHere(dev) {
+	if !here {
 		// Another gateway runs this device: whatever of it runs here goes.
 		c.stopBoards(ctx, name, "")
 		c.Gateway.UnregisterBoard(name)

@@ -2,6 +2,7 @@ package protocol_test
 
 import (
 	"bytes"
+	"io"
 	"testing"
 
 	"wasmbed.io/wasmbed/gateway/protocol"
@@ -95,6 +96,24 @@ func BenchmarkFrame(b *testing.B) {
 					b.Fatal(err)
 				}
 				if _, err := fr.Next(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkSend measures what a Conn's sender pays for one message over
+// TCP on loopback, from the message to the bytes handed to the socket.
+func BenchmarkSend(b *testing.B) {
+	for _, c := range hotMessages() {
+		b.Run(c.name, func(b *testing.B) {
+			conn, peer := pair(b, protocol.ConnConfig{})
+			go io.Copy(io.Discard, peer)
+			b.ReportAllocs()
+			b.SetBytes(int64(4 + len(encoded(b, c.msg))))
+			for b.Loop() {
+				if err := conn.Send(c.msg); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -1,7 +1,9 @@
 package protocol
 
 import (
+	"bytes"
 	"fmt"
+	"sync"
 
 	"github.com/fxamacker/cbor/v2"
 )
@@ -20,7 +22,7 @@ const (
 // duplicate map keys, indefinite lengths and tags, and ignores unknown map
 // keys (the compatibility rule of spec section "Unknown keys").
 var (
-	encMode cbor.EncMode
+	encMode cbor.UserBufferEncMode
 	decMode cbor.DecMode
 )
 
@@ -29,7 +31,7 @@ func init() {
 	eo.ShortestFloat = cbor.ShortestFloatNone
 	eo.NilContainers = cbor.NilContainerAsEmpty
 	var err error
-	if encMode, err = eo.EncMode(); err != nil {
+	if encMode, err = eo.UserBufferEncMode(); err != nil {
 		panic(err)
 	}
 	do := cbor.DecOptions{
@@ -72,22 +74,52 @@ type Message struct {
 
 // Encode returns the CBOR bytes of m (without the frame header).
 func Encode(m *Message) ([]byte, error) {
+	var buf bytes.Buffer
+	if err := encodeTo(&buf, m); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// encodeTo appends the CBOR bytes of m to buf. The body is encoded into a
+// pooled buffer and copied once into the envelope, so that a session
+// sending a module's chunks leaves no garbage per chunk.
+func encodeTo(buf *bytes.Buffer, m *Message) error {
 	env := envelope{Version: m.Version, Type: m.Type, ID: m.ID, Re: m.Re}
 	if env.Version == 0 {
 		env.Version = Version
 	}
 	if m.Body != nil {
-		b, err := encMode.Marshal(m.Body)
-		if err != nil {
-			return nil, fmt.Errorf("encode %s body: %w", m.Type, err)
+		body := getBuffer()
+		defer putBuffer(body)
+		if err := encMode.MarshalToBuffer(m.Body, body); err != nil {
+			return fmt.Errorf("encode %s body: %w", m.Type, err)
 		}
-		env.Body = b
+		env.Body = body.Bytes()
 	}
-	b, err := encMode.Marshal(env)
-	if err != nil {
-		return nil, fmt.Errorf("encode %s: %w", m.Type, err)
+	// The envelope's own keys take at most 32 bytes; room for them and the
+	// body up front means the encoder appends in place.
+	buf.Grow(len(env.Body) + 32)
+	if err := encMode.MarshalToBuffer(env, buf); err != nil {
+		return fmt.Errorf("encode %s: %w", m.Type, err)
 	}
-	return b, nil
+	return nil
+}
+
+// buffers holds encoding buffers between messages; a buffer is at most a
+// frame, header and envelope included, so it is kept whatever it holds.
+var buffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func getBuffer() *bytes.Buffer {
+	b := buffers.Get().(*bytes.Buffer)
+	b.Reset()
+	return b
+}
+
+func putBuffer(b *bytes.Buffer) {
+	if b.Cap() <= 2*MaxFrame {
+		buffers.Put(b)
+	}
 }
 
 // Decode parses one message. A message of a type this version does not know

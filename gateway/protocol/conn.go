@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -171,13 +172,20 @@ func (c *Conn) send(m *Message, timeout time.Duration) error {
 	if m.Version == 0 {
 		m.Version = uint16(c.version.Load())
 	}
-	b, err := Encode(m)
-	if err != nil {
+	// The frame is built in one pooled buffer, header first, and written
+	// with one Write, so that TLS carries it in as few records as it can.
+	buf := getBuffer()
+	defer putBuffer(buf)
+	buf.Write(make([]byte, headerLen))
+	if err := encodeTo(buf, m); err != nil {
 		return err
 	}
-	if len(b) > c.cfg.MaxFrame {
-		return fmt.Errorf("send %s: %d bytes exceed the %d byte frame limit", m.Type, len(b), c.cfg.MaxFrame)
+	frame := buf.Bytes()
+	n := len(frame) - headerLen
+	if n > c.cfg.MaxFrame {
+		return fmt.Errorf("send %s: %d bytes exceed the %d byte frame limit", m.Type, n, c.cfg.MaxFrame)
 	}
+	binary.BigEndian.PutUint32(frame, uint32(n))
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	select {
@@ -186,7 +194,7 @@ func (c *Conn) send(m *Message, timeout time.Duration) error {
 	default:
 	}
 	_ = c.nc.SetWriteDeadline(time.Now().Add(timeout))
-	if err := WriteFrame(c.nc, b); err != nil {
+	if _, err := c.nc.Write(frame); err != nil {
 		return fmt.Errorf("send %s: %w", m.Type, err)
 	}
 	return nil

@@ -1,9 +1,12 @@
 package protocol_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
+	"runtime"
 	"testing"
 	"time"
 
@@ -11,7 +14,7 @@ import (
 )
 
 // pair connects a Conn to a raw peer over real TCP on loopback.
-func pair(t *testing.T, cfg protocol.ConnConfig) (*protocol.Conn, net.Conn) {
+func pair(t testing.TB, cfg protocol.ConnConfig) (*protocol.Conn, net.Conn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -218,5 +221,31 @@ func TestRetransmissionHandledOnce(t *testing.T) {
 	readMessage(t, fr)
 	if handled != 2 {
 		t.Errorf("handler ran %d times for requests 41, 41, 42; want 2", handled)
+	}
+}
+
+// TestSendGarbage checks that sending a module chunk allocates next to
+// nothing: a rollout to a fleet sends thousands of them at once, and a
+// copy per chunk (there were three) made the garbage collector the
+// rollout's largest cost.
+func TestSendGarbage(t *testing.T) {
+	c, peer := pair(t, protocol.ConnConfig{})
+	go io.Copy(io.Discard, peer)
+	chunk := &protocol.Chunk{App: "sensor", SHA256: bytes.Repeat([]byte{1}, 32), Data: bytes.Repeat([]byte{0x5a}, 16<<10)}
+	send := func() {
+		if err := c.Notify(protocol.TypeChunk, chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send() // fills the buffer pool
+	const n = 200
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range n {
+		send()
+	}
+	runtime.ReadMemStats(&after)
+	if per := (after.TotalAlloc - before.TotalAlloc) / n; per > 2<<10 {
+		t.Errorf("a 16 KiB chunk allocates %d bytes to send, want at most 2 KiB", per)
 	}
 }

@@ -451,6 +451,11 @@ func (d *daemon) gatewayEvent(e gateway.Event) {
 	switch e.Type {
 	case gateway.EventOnline:
 		ev.Type = api.EventOnline
+		handshake := "full"
+		if e.Session != nil && e.Session.Resumed {
+			handshake = "resumed"
+		}
+		d.metrics.handshakes.WithLabelValues(handshake).Inc()
 	case gateway.EventOffline:
 		ev.Type = api.EventOffline
 	case gateway.EventApp:

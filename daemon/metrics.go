@@ -10,7 +10,8 @@ import (
 // metrics are the daemon's own Prometheus series; the API adds its request
 // metrics to the same registry.
 type metrics struct {
-	events *prometheus.CounterVec
+	events     *prometheus.CounterVec
+	handshakes *prometheus.CounterVec // by "full" or "resumed"
 }
 
 // storeWrites counts the writes the daemon's store makes, by kind and
@@ -32,15 +33,20 @@ func newMetrics(reg *prometheus.Registry, d *daemon, writes storeWrites, events 
 			Name: "wasmbed_gateway_events_total",
 			Help: "Events reported by the device gateway, by type (online, offline, app, progress, telemetry, console).",
 		}, []string{"type"}),
+		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wasmbed_gateway_sessions_opened_total",
+			Help: "Device sessions opened, by TLS handshake: full, or resumed from a session ticket.",
+		}, []string{"handshake"}),
 	}
 	reg.MustRegister(
 		m.events,
+		m.handshakes,
 		writes.vec,
 		events,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "wasmbed_gateway_sessions",
 			Help: "Live device sessions on this daemon's gateway.",
-		}, func() float64 { return float64(len(d.gw.Sessions())) }),
+		}, func() float64 { return float64(d.gw.SessionCount()) }),
 		&phaseCollector{d: d},
 	)
 	return m

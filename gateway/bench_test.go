@@ -45,7 +45,14 @@ func (p *benchPeer) roundTrip(t protocol.Type, body any) (*protocol.Message, err
 
 // connect performs the handshake and hello of one device.
 func (tb *testbed) connect(cert *tls.Certificate, name string) (*benchPeer, error) {
-	tc, err := tb.dial(cert, 0)
+	return tb.connectWith(cert, name, nil)
+}
+
+// connectWith is connect resuming a TLS session from tickets when it
+// holds one.
+func (tb *testbed) connectWith(cert *tls.Certificate, name string, tickets tls.ClientSessionCache) (*benchPeer, error) {
+	tc, err := tls.Dial("tcp", tb.addr, &tls.Config{RootCAs: tb.ca.Pool(), ServerName: "127.0.0.1",
+		MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{*cert}, ClientSessionCache: tickets})
 	if err != nil {
 		return nil, err
 	}
@@ -69,29 +76,48 @@ func benchTestbed(b *testing.B) *testbed {
 	})
 }
 
-// BenchmarkHandshake measures full device connections: TCP connect, TLS 1.3
-// handshake with mutual authentication, hello and welcome.
+// BenchmarkHandshake measures device connections: TCP connect, TLS 1.3
+// with mutual authentication, hello and welcome. "full" is a first
+// connection; "resumed" a reconnect with the session ticket of an earlier
+// one, which skips the certificates and signatures.
 func BenchmarkHandshake(b *testing.B) {
-	tb := benchTestbed(b)
-	const names = 64
-	certs := make([]*tls.Certificate, names)
-	for i := range certs {
-		certs[i] = certFrom(tb.t, tb.ca, fmt.Sprintf("dev-%d", i))
-	}
-	var next atomic.Int64
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			i := int(next.Add(1)) % names
-			p, err := tb.connect(certs[i], fmt.Sprintf("dev-%d", i))
-			if err != nil {
-				b.Error(err)
-				return
+	for _, resume := range []bool{false, true} {
+		b.Run(map[bool]string{false: "full", true: "resumed"}[resume], func(b *testing.B) {
+			tb := benchTestbed(b)
+			const names = 64
+			certs := make([]*tls.Certificate, names)
+			tickets := make([]tls.ClientSessionCache, names)
+			for i := range certs {
+				name := fmt.Sprintf("dev-%d", i)
+				certs[i] = certFrom(tb.t, tb.ca, name)
+				if resume {
+					tickets[i] = tls.NewLRUClientSessionCache(1)
+					p, err := tb.connectWith(certs[i], name, tickets[i])
+					if err != nil {
+						b.Fatal(err)
+					}
+					p.tc.Close()
+				}
 			}
-			p.tc.Close()
-		}
-	})
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "handshakes/s")
+			var next atomic.Int64
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					i := int(next.Add(1)) % names
+					p, err := tb.connectWith(certs[i], fmt.Sprintf("dev-%d", i), tickets[i])
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					if resume && !p.tc.ConnectionState().DidResume {
+						b.Error("session not resumed")
+					}
+					p.tc.Close()
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "handshakes/s")
+		})
+	}
 }
 
 // BenchmarkHeartbeat measures heartbeat round trips over 64 live sessions.

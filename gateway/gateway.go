@@ -120,7 +120,25 @@ func New(cfg Config) (*Gateway, error) {
 
 		transfers: make(chan struct{}, cfg.MaxTransfers),
 	}
+	if err := g.rotateTicketKeys(); err != nil {
+		return nil, fmt.Errorf("gateway config: %w", err)
+	}
 	return g, nil
+}
+
+// ticketKeyCheck is how often Serve asks the authority whether the
+// session ticket keys are due for rotation.
+const ticketKeyCheck = time.Hour
+
+// rotateTicketKeys takes the authority's session ticket keys, which outlive
+// a restart: a fleet that reconnects after one resumes its TLS sessions
+// instead of repeating every full handshake at once.
+func (g *Gateway) rotateTicketKeys() error {
+	keys, err := g.cfg.Authority.TicketKeys()
+	if len(keys) > 0 {
+		g.tls.SetSessionTicketKeys(keys)
+	}
+	return err
 }
 
 // Serve accepts device connections on ln until ctx is cancelled, then closes
@@ -130,6 +148,22 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 	defer wg.Wait()
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(ticketKeyCheck)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := g.rotateTicketKeys(); err != nil {
+					g.log.Warn("session ticket keys not rotated", "err", err)
+				}
+			}
+		}
+	}()
 	g.log.Info("gateway serving", "addr", ln.Addr().String())
 	for {
 		nc, err := ln.Accept()
@@ -162,6 +196,13 @@ func (g *Gateway) Sessions() []SessionInfo {
 	g.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Device < out[j].Device })
 	return out
+}
+
+// SessionCount is the number of live sessions.
+func (g *Gateway) SessionCount() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.sessions)
 }
 
 // Session returns a snapshot of device's live session.

@@ -30,6 +30,7 @@ type SessionInfo struct {
 	RTT          time.Duration // heartbeat round trip as measured by the device
 	CertSerial   string        // hex
 	CertExpiry   time.Time
+	Resumed      bool // the TLS session was resumed from a ticket, without a full handshake
 	Apps         []protocol.AppInfo // sorted by app name
 	Backend      string             // of a registered board; empty for other devices
 }
@@ -205,6 +206,7 @@ func (g *Gateway) handle(ctx context.Context, nc net.Conn) {
 		info: SessionInfo{
 			Device: device, Remote: nc.RemoteAddr().String(),
 			CertSerial: fmt.Sprintf("%x", leaf.SerialNumber), CertExpiry: leaf.NotAfter,
+			Resumed: state.DidResume,
 		},
 	}
 	s.run(ctx, log.With("device", device))

@@ -68,6 +68,14 @@ type Agent struct {
 	line    []byte // console input not yet ended by a newline
 	apps    *appManager
 	console io.Writer
+
+	// tickets holds the gateway's TLS session ticket for the certificate
+	// ticketsFor (its serial), so that a reconnect resumes the session
+	// instead of a full handshake. A new certificate starts a new cache:
+	// a ticket carries the certificate it was issued to. Used by the
+	// session loop only.
+	tickets    tls.ClientSessionCache
+	ticketsFor string
 }
 
 // New prepares the state directory and loads what a previous run left there.
@@ -195,6 +203,10 @@ func (a *Agent) dial(ctx context.Context, id identity) (*tls.Conn, error) {
 	cfg := &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: id.pool, ServerName: a.cfg.ServerName}
 	if id.cert != nil {
 		cfg.Certificates = []tls.Certificate{*id.cert}
+		if serial := id.leaf.SerialNumber.String(); a.ticketsFor != serial {
+			a.tickets, a.ticketsFor = tls.NewLRUClientSessionCache(1), serial
+		}
+		cfg.ClientSessionCache = a.tickets
 	}
 	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second}, Config: cfg}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)

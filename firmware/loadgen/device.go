@@ -57,8 +57,10 @@ const (
 	maxModule = 16 << 20
 )
 
-func (c Config) dial(ctx context.Context, cert *tls.Certificate) (*tls.Conn, error) {
-	tc := &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: c.Pool, ServerName: c.ServerName}
+// dial opens a TLS connection to the gateway, with cert when it is not
+// nil, resuming a session from tickets when it holds one.
+func (c Config) dial(ctx context.Context, cert *tls.Certificate, tickets tls.ClientSessionCache) (*tls.Conn, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: c.Pool, ServerName: c.ServerName, ClientSessionCache: tickets}
 	if cert != nil {
 		tc.Certificates = []tls.Certificate{*cert}
 	}
@@ -83,7 +85,7 @@ func Enroll(ctx context.Context, cfg Config, device, token string) (certPEM, key
 	if err != nil {
 		return nil, nil, err
 	}
-	tc, err := cfg.dial(ctx, nil)
+	tc, err := cfg.dial(ctx, nil, nil)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -108,6 +110,9 @@ func Enroll(ctx context.Context, cfg Config, device, token string) (certPEM, key
 type Device struct {
 	Name string
 	Cert tls.Certificate
+	// tickets resumes the device's TLS session on a reconnect, as the
+	// device runtime does.
+	tickets tls.ClientSessionCache
 
 	mu        sync.Mutex
 	apps      map[string]protocol.AppInfo // what it runs, by app
@@ -126,7 +131,7 @@ func NewDevice(name string, certPEM, keyPEM []byte) (*Device, error) {
 	if err != nil {
 		return nil, fmt.Errorf("identity of %s: %w", name, err)
 	}
-	return &Device{Name: name, Cert: cert, apps: map[string]protocol.AppInfo{}, transfers: map[string]*transfer{}}, nil
+	return &Device{Name: name, Cert: cert, tickets: tls.NewLRUClientSessionCache(1), apps: map[string]protocol.AppInfo{}, transfers: map[string]*transfer{}}, nil
 }
 
 // Run holds the device's session until ctx ends, reconnecting after
@@ -161,7 +166,7 @@ func (d *Device) Run(ctx context.Context, cfg Config) error {
 
 // session runs one session and reports whether it got past hello.
 func (d *Device) session(ctx context.Context, cfg Config) (bool, error) {
-	tc, err := cfg.dial(ctx, &d.Cert)
+	tc, err := cfg.dial(ctx, &d.Cert, d.tickets)
 	if err != nil {
 		return false, err
 	}

@@ -168,7 +168,7 @@ func (a *Authority) issueLocked(name string, pub any) (der []byte, serial string
 	if err != nil {
 		return nil, "", fmt.Errorf("create certificate: %w", err)
 	}
-	a.st.Issued[serial] = &issuedRecord{Device: name, NotAfter: notAfter}
+	a.st.Issued[serial] = &issuedRecord{Device: name, NotAfter: notAfter, Fingerprint: fingerprint(der)}
 	a.issuedTo[name] = append(a.issuedTo[name], serial)
 	return der, serial, nil
 }

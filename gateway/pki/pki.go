@@ -2,7 +2,7 @@
 // certificates, one-time enrollment tokens and revocation, persisted in a
 // directory.
 //
-// The directory holds four files:
+// The directory holds five files:
 //
 //   - ca.crt: the self-signed ECDSA P-256 CA certificate (PEM, mode 0644);
 //   - ca.key: its private key (PEM, PKCS#8, mode 0600);
@@ -12,7 +12,9 @@
 //     (mode 0600), each appended and synced before the change returns, so
 //     that recording a certificate costs the same whatever the number
 //     issued. Open folds the journal into state.json, and so does a change
-//     once the journal has outgrown the state.
+//     once the journal has outgrown the state;
+//   - tickets.json: the keys that encrypt TLS session tickets (mode 0600),
+//     so that devices resume their sessions after a restart (TicketKeys).
 //
 // Devices authenticate to the gateway with client certificates issued here,
 // either pre-provisioned (ProvisionDevice) or obtained by enrolling with a
@@ -121,6 +123,9 @@ type Authority struct {
 	issuedTo     map[string][]string // serials issued to each device (some maybe pruned); guarded by mu
 	journalLines int                 // records in the journal; guarded by mu
 	snapshotSize int                 // records in the state file when last written; guarded by mu
+
+	ticketMu sync.Mutex
+	tickets  []ticketKey // newest first; guarded by ticketMu
 }
 
 // Open loads the authority from dir, creating it on first use: an ECDSA

@@ -2,6 +2,7 @@ package pki
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -48,6 +49,16 @@ type tokenRecord struct {
 type issuedRecord struct {
 	Device   string    `json:"device"`
 	NotAfter time.Time `json:"not_after"`
+	// Fingerprint is the certificate's SHA-256 (hex): a certificate with
+	// this fingerprint is the one issued here, with no signature to check
+	// (empty in records written before it was kept).
+	Fingerprint string `json:"sha256,omitempty"`
+}
+
+// fingerprint is the hex SHA-256 of a certificate's DER.
+func fingerprint(der []byte) string {
+	sum := sha256.Sum256(der)
+	return hex.EncodeToString(sum[:])
 }
 
 type revokedRecord struct {
@@ -378,7 +389,7 @@ func syncDir(dir string) {
 // removeStaleTemps deletes temporary files left by an interrupted
 // writeFileAtomic. Failures only leave litter behind and are ignored.
 func removeStaleTemps(dir string) {
-	for _, name := range []string{caCertFile, caKeyFile, stateFile, journalFile} {
+	for _, name := range []string{caCertFile, caKeyFile, stateFile, journalFile, ticketsFile} {
 		matches, _ := filepath.Glob(filepath.Join(dir, "."+name+".*"+tempSuffix))
 		for _, m := range matches {
 			_ = os.Remove(m)

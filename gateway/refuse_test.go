@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -339,4 +340,59 @@ func TestBoardRegistration(t *testing.T) {
 	m := tb.events.mark()
 	tb.gw.UnregisterBoard("board-1")
 	tb.events.waitFor(t, m, "board-1 cut off", isType("board-1", gateway.EventOffline))
+}
+
+// TestNoFreeRides: a peer cannot hold a session without doing what it is
+// for. Without a certificate, anything but an enrollment request (a type
+// of a newer version too) ends the session as unauthenticated; with one,
+// a session that says no hello within the handshake timeout is closed,
+// however much else it sends.
+func TestNoFreeRides(t *testing.T) {
+	tb := newTestbed(t, func(c *gateway.Config) { c.HandshakeTimeout = 500 * time.Millisecond })
+	unknown := func(id uint64) []byte {
+		b, err := protocol.Encode(&protocol.Message{Type: 999, ID: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return protocol.AppendFrame(nil, b)
+	}
+	for _, id := range []uint64{7, 0} {
+		if reply := tb.rawFrames(t, nil, unknown(id)); protocol.CodeOf(reply) != protocol.CodeUnauthenticated {
+			t.Errorf("enrollment session sending type 999 with id %d: %v, want unauthenticated", id, reply)
+		}
+	}
+
+	tc, err := tb.dial(tb.cert("chatty"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	_ = tc.SetDeadline(time.Now().Add(waitLimit))
+	go func() {
+		for id := uint64(1); ; id++ {
+			if _, err := tc.Write(unknown(id)); err != nil {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	fr := protocol.NewFrameReader(tc, 0)
+	for {
+		f, err := fr.Next()
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatal("a session that never said hello is still open")
+			}
+			break // closed
+		}
+		m, err := protocol.Decode(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e, ok := m.Body.(*protocol.Error); ok && m.Re == 0 {
+			if e.Code != protocol.CodeUnexpected || !strings.Contains(e.Text, "no hello") {
+				t.Errorf("closing notice %v, want unexpected: no hello", e)
+			}
+		}
+	}
 }

@@ -166,18 +166,22 @@ func (g *Gateway) handle(ctx context.Context, nc net.Conn) {
 	_ = nc.SetDeadline(time.Time{})
 	// The first message must come within the handshake timeout too; after
 	// hello the heartbeat timeout applies.
-	conn := protocol.NewConn(tc, protocol.ConnConfig{
-		ReadTimeout: g.cfg.HandshakeTimeout,
-		Backoff:     g.cfg.Backoff,
-	})
+	cfg := protocol.ConnConfig{ReadTimeout: g.cfg.HandshakeTimeout, Backoff: g.cfg.Backoff}
 	state := tc.ConnectionState()
 	if len(state.PeerCertificates) == 0 {
-		err = conn.Serve(ctx, g.enrollHandler(conn, log))
+		// A peer without a certificate may enroll and nothing else, once,
+		// within a bounded time: it cannot hold a session open by talking.
+		cfg.RefuseUnknown = errEnrollOnly
+		conn := protocol.NewConn(tc, cfg)
+		ectx, cancel := context.WithTimeout(ctx, g.cfg.HandshakeTimeout)
+		err = conn.Serve(ectx, g.enrollHandler(conn, log))
+		cancel()
 		if err != nil {
 			log.Info("enrollment session ended", "err", err)
 		}
 		return
 	}
+	conn := protocol.NewConn(tc, cfg)
 	leaf := state.PeerCertificates[0]
 	device, err := g.cfg.Authority.CheckDevice(leaf)
 	if err != nil {
@@ -212,6 +216,10 @@ func (g *Gateway) handle(ctx context.Context, nc net.Conn) {
 	s.run(ctx, log.With("device", device))
 }
 
+// errEnrollOnly ends a session without a client certificate that sends
+// anything but an enrollment request.
+var errEnrollOnly = protocol.Errorf(protocol.CodeUnauthenticated, "without a client certificate a device may only enroll")
+
 // enrollHandler serves a session without a client certificate: it may only
 // enroll, and ends once the certificate is sent.
 func (g *Gateway) enrollHandler(conn *protocol.Conn, log *slog.Logger) protocol.Handler {
@@ -219,7 +227,7 @@ func (g *Gateway) enrollHandler(conn *protocol.Conn, log *slog.Logger) protocol.
 		req, ok := m.Body.(*protocol.EnrollRequest)
 		if !ok {
 			return protocol.Errorf(protocol.CodeUnauthenticated,
-				"%s needs a client certificate; without one a device may only enroll", m.Type)
+				"%s needs a client certificate; %s", m.Type, errEnrollOnly.Text)
 		}
 		device, cert, err := g.cfg.Authority.Enroll(req.Token, req.CSR)
 		if err != nil {
@@ -249,6 +257,12 @@ func (s *session) run(ctx context.Context, log *slog.Logger) {
 		}
 	}()
 	defer s.end()
+	// A session that has not said hello within the handshake timeout is
+	// closed, whatever else it sends (messages of unknown types included).
+	noHello := time.AfterFunc(g.cfg.HandshakeTimeout, func() {
+		s.conn.CloseWithError(protocol.Errorf(protocol.CodeUnexpected, "no hello within %s", g.cfg.HandshakeTimeout))
+	})
+	defer noHello.Stop()
 	err := s.conn.Serve(ctx, func(m *protocol.Message) error {
 		s.mu.Lock()
 		s.info.LastSeen = time.Now()
@@ -261,6 +275,7 @@ func (s *session) run(ctx context.Context, log *slog.Logger) {
 				return err
 			}
 			hello = true
+			noHello.Stop()
 			s.conn.SetReadTimeout(g.cfg.HeartbeatTimeout)
 			g.register(s)
 			info := s.snapshot()

@@ -55,6 +55,12 @@ type ConnConfig struct {
 	ReadTimeout  time.Duration // longest silence before Serve fails; 0 = none
 	WriteTimeout time.Duration // deadline of one frame write; 10s
 	Backoff      Backoff       // retries of Request; DefaultBackoff
+	// RefuseUnknown, when set, ends the session at the first message of a
+	// type this version does not know, answering it with this error; by
+	// default such a message is answered unsupported-type and skipped (a
+	// newer peer carries on). A peer that has not authenticated has no
+	// use for that leniency.
+	RefuseUnknown *Error
 }
 
 // Conn is one protocol session over a byte stream (normally a *tls.Conn).
@@ -329,6 +335,9 @@ func (c *Conn) Serve(ctx context.Context, h Handler) error {
 		}
 		m, err := Decode(frame)
 		if err != nil {
+			if m != nil && CodeOf(err) == CodeUnsupportedType && c.cfg.RefuseUnknown != nil {
+				return c.refuse(m, c.cfg.RefuseUnknown)
+			}
 			if m != nil && CodeOf(err) == CodeUnsupportedType {
 				if m.Re == 0 && m.ID != 0 {
 					_ = c.ReplyError(m, err)
@@ -360,13 +369,20 @@ func (c *Conn) Serve(ctx context.Context, h Handler) error {
 			if errors.Is(err, ErrEnd) {
 				return nil
 			}
-			// Answer the message that failed, then end the session.
-			if m.ID != 0 {
-				_ = c.send(&Message{Type: TypeError, ID: c.nextID.Add(1), Re: m.ID, Body: errorBody(err)}, time.Second)
-			}
-			return err
+			return c.refuse(m, err)
 		}
 	}
+}
+
+// refuse answers m with err before the session ends: as a reply when m
+// has an id to answer, as an error notice otherwise.
+func (c *Conn) refuse(m *Message, err error) error {
+	answer := &Message{Type: TypeError, Body: errorBody(err)}
+	if m.ID != 0 && m.Re == 0 {
+		answer.ID, answer.Re = c.nextID.Add(1), m.ID
+	}
+	_ = c.send(answer, time.Second)
+	return err
 }
 
 func (c *Conn) isClosed() bool {

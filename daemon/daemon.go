@@ -281,7 +281,10 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
+		// net/http's own complaints (accept retries, bad TLS) go to the
+		// daemon's log as JSON like every other line.
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 
 	log.Info("daemon started", "api", apiLn.Addr().String(), "gateway", gwLn.Addr().String(),
 		"advertise", advertise, "data_dir", cfg.DataDir, "store", st.Backend())
@@ -419,7 +422,7 @@ func (d *daemon) info() api.Info {
 		GatewayAddr: d.advertise, Started: d.started, Leader: d.lead.Leader()}
 }
 
-func (d *daemon) ready() error { return nil }
+func (d *daemon) ready() error { return d.gw.Accepting() }
 
 // advertiseAddr turns a listen address into one a local board can dial.
 func advertiseAddr(a net.Addr) string {

@@ -30,8 +30,12 @@ const waitLimit = 90 * time.Second
 
 var deviceBinary string
 
-// TestMain builds the real wasmbed-device binary the sim boards run.
+// TestMain builds the real wasmbed-device binary the sim boards run. Run
+// as a child of TestDescriptorExhaustion, it is a daemon instead.
 func TestMain(m *testing.M) {
+	if dir := os.Getenv(limitedDaemonEnv); dir != "" {
+		os.Exit(runLimitedDaemon(dir))
+	}
 	dir, err := os.MkdirTemp("", "wasmbedd-test-")
 	if err != nil {
 		panic(err)

@@ -18,6 +18,17 @@ import (
 // kind) from the daemon's metrics.
 func storeWrites(t *testing.T, c *client.Client, kind string) float64 {
 	t.Helper()
+	label := ""
+	if kind != "" {
+		label = `kind="` + kind + `"`
+	}
+	return metricSum(t, c, "wasmbed_store_writes_total", label)
+}
+
+// metricSum sums the samples of the metric name whose labels contain
+// label ("" for all) from the daemon's metrics.
+func metricSum(t *testing.T, c *client.Client, name, label string) float64 {
+	t.Helper()
 	text, err := c.Metrics(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -26,7 +37,8 @@ func storeWrites(t *testing.T, c *client.Client, kind string) float64 {
 	sc := bufio.NewScanner(bytes.NewReader(text))
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, "wasmbed_store_writes_total{") || (kind != "" && !strings.Contains(line, `kind="`+kind+`"`)) {
+		rest, ok := strings.CutPrefix(line, name)
+		if !ok || (!strings.HasPrefix(rest, "{") && !strings.HasPrefix(rest, " ")) || !strings.Contains(rest, label) {
 			continue
 		}
 		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)

@@ -47,6 +47,14 @@ func newMetrics(reg *prometheus.Registry, d *daemon, writes storeWrites, events 
 			Name: "wasmbed_gateway_sessions",
 			Help: "Live device sessions on this daemon's gateway.",
 		}, func() float64 { return float64(d.gw.SessionCount()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "wasmbed_gateway_accept_errors_total",
+			Help: "Failed accept calls of the device gateway (out of file descriptors, for one); it retries.",
+		}, func() float64 { failed, _ := d.gw.AcceptStats(); return float64(failed) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "wasmbed_gateway_connections_shed_total",
+			Help: "Device connections closed at once because too many were not yet authenticated.",
+		}, func() float64 { _, shed := d.gw.AcceptStats(); return float64(shed) }),
 		&phaseCollector{d: d},
 	)
 	return m

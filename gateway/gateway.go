@@ -15,6 +15,8 @@ import (
 	"net"
 	"sort"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"wasmbed.io/wasmbed/gateway/pki"
@@ -30,6 +32,10 @@ const (
 	// whole fleet queues its transfers instead of holding a chunk and its
 	// TLS records in memory for every device at the same time.
 	DefaultMaxTransfers = 256
+	// DefaultMaxUnauthenticated is room for a whole fleet's handshakes
+	// after a restart, at about a millisecond each, within the handshake
+	// timeout.
+	DefaultMaxUnauthenticated = 4096
 )
 
 // ErrNotConnected is returned for commands to a device without a live session.
@@ -51,9 +57,14 @@ type Config struct {
 	HeartbeatTimeout  time.Duration // silence that ends a session; 3 heartbeat intervals
 	HandshakeTimeout  time.Duration // TLS handshake plus first message; DefaultHandshakeTimeout
 	ChunkSize         int           // module bytes per Chunk; DefaultChunkSize, at most protocol.MaxChunk
-	MaxTransfers      int           // modules sent at once, over every session; DefaultMaxTransfers
-	RequestTimeout    time.Duration // deadline of one command including retries; 30s
-	Backoff           protocol.Backoff
+	// MaxUnauthenticated bounds the connections not yet past hello (TLS
+	// handshakes, enrollment sessions, sessions before hello); one beyond
+	// it is closed at once, so that a flood of peers with no certificate
+	// cannot starve enrolled devices. DefaultMaxUnauthenticated.
+	MaxUnauthenticated int
+	MaxTransfers       int           // modules sent at once, over every session; DefaultMaxTransfers
+	RequestTimeout     time.Duration // deadline of one command including retries; 30s
+	Backoff            protocol.Backoff
 }
 
 // Gateway serves device sessions. Its methods are safe for concurrent use.
@@ -68,7 +79,18 @@ type Gateway struct {
 	waiters  map[waitKey][]chan error
 	boards   map[string]Board // registered boards by device
 
-	transfers chan struct{} // a slot per module being sent
+	transfers       chan struct{} // a slot per module being sent
+	unauthenticated chan struct{} // a slot per connection not yet past hello
+
+	acceptErrors atomic.Uint64 // accept calls that failed
+	shed         atomic.Uint64 // connections closed at once for want of a slot
+	acceptErr    atomic.Pointer[acceptFailure]
+}
+
+// acceptFailure is the accept loop's trouble while it lasts.
+type acceptFailure struct {
+	since time.Time
+	err   error
 }
 
 // New checks cfg and returns a Gateway ready to Serve.
@@ -97,6 +119,9 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.MaxTransfers <= 0 {
 		cfg.MaxTransfers = DefaultMaxTransfers
 	}
+	if cfg.MaxUnauthenticated <= 0 {
+		cfg.MaxUnauthenticated = DefaultMaxUnauthenticated
+	}
 	if cfg.Events == nil {
 		cfg.Events = EventFunc(func(Event) {})
 	}
@@ -118,7 +143,8 @@ func New(cfg Config) (*Gateway, error) {
 		waiters:  make(map[waitKey][]chan error),
 		boards:   make(map[string]Board),
 
-		transfers: make(chan struct{}, cfg.MaxTransfers),
+		transfers:       make(chan struct{}, cfg.MaxTransfers),
+		unauthenticated: make(chan struct{}, cfg.MaxUnauthenticated),
 	}
 	if err := g.rotateTicketKeys(); err != nil {
 		return nil, fmt.Errorf("gateway config: %w", err)
@@ -165,18 +191,46 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 		}
 	}()
 	g.log.Info("gateway serving", "addr", ln.Addr().String())
+	var backoff time.Duration
+	var lastLog time.Time
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(10 * time.Millisecond)
-				continue
+			if !temporary(err) {
+				return fmt.Errorf("accept: %w", err)
 			}
-			return fmt.Errorf("accept: %w", err)
+			// Out of descriptors or memory for a moment: wait and try
+			// again, as net/http does, and say so.
+			g.acceptErrors.Add(1)
+			if g.acceptErr.Load() == nil {
+				g.acceptErr.Store(&acceptFailure{since: time.Now(), err: err})
+			}
+			if time.Since(lastLog) >= acceptLogEvery {
+				g.log.Warn("gateway cannot accept connections; retrying", "err", err, "failed_accepts", g.acceptErrors.Load())
+				lastLog = time.Now()
+			}
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(backoff):
+			}
+			continue
+		}
+		backoff = 0
+		if g.acceptErr.Load() != nil {
+			g.acceptErr.Store(nil)
+			g.log.Info("gateway accepts connections again")
+		}
+		select {
+		case g.unauthenticated <- struct{}{}:
+		default:
+			g.shed.Add(1)
+			nc.Close()
+			continue
 		}
 		wg.Add(1)
 		go func() {
@@ -184,6 +238,39 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 			g.handle(ctx, nc)
 		}()
 	}
+}
+
+// acceptLogEvery spaces the log lines of a failing accept loop.
+const acceptLogEvery = 10 * time.Second
+
+// temporary reports whether an accept error passes: a deadline, or a lack
+// of descriptors, buffers or memory that closing connections relieves.
+func temporary(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED, syscall.EINTR} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// Accepting reports whether the gateway accepts connections: an error
+// says since when it cannot, and why.
+func (g *Gateway) Accepting() error {
+	if f := g.acceptErr.Load(); f != nil {
+		return fmt.Errorf("gateway cannot accept connections since %s: %w", f.since.UTC().Format(time.RFC3339), f.err)
+	}
+	return nil
+}
+
+// AcceptStats counts failed accept calls and connections closed at once
+// because MaxUnauthenticated were already waiting.
+func (g *Gateway) AcceptStats() (failed, shed uint64) {
+	return g.acceptErrors.Load(), g.shed.Load()
 }
 
 // Sessions returns a snapshot of the live sessions sorted by device name.

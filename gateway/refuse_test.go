@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -395,4 +396,37 @@ func TestNoFreeRides(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestShedding: connections beyond MaxUnauthenticated that are not past
+// hello are closed at once; once those waiting end, devices connect.
+func TestShedding(t *testing.T) {
+	tb := newTestbed(t, func(c *gateway.Config) { c.MaxUnauthenticated = 2 })
+	var held []net.Conn
+	for range 2 {
+		nc, err := net.Dial("tcp", tb.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		held = append(held, nc)
+	}
+	extra, err := net.Dial("tcp", tb.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer extra.Close()
+	_ = extra.SetReadDeadline(time.Now().Add(waitLimit))
+	if _, err := extra.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Fatalf("a third unauthenticated connection read %v, want it closed at once", err)
+	}
+	if _, shed := tb.gw.AcceptStats(); shed != 1 {
+		t.Errorf("shed %d connections, want 1", shed)
+	}
+	for _, nc := range held {
+		nc.Close()
+	}
+	m := tb.events.mark()
+	tb.startDeviceIn("after", tb.provision("after"), "", nil)
+	tb.events.waitFor(t, m, "after online", isType("after", gateway.EventOnline))
 }

@@ -30,7 +30,7 @@ type SessionInfo struct {
 	RTT          time.Duration // heartbeat round trip as measured by the device
 	CertSerial   string        // hex
 	CertExpiry   time.Time
-	Resumed      bool // the TLS session was resumed from a ticket, without a full handshake
+	Resumed      bool               // the TLS session was resumed from a ticket, without a full handshake
 	Apps         []protocol.AppInfo // sorted by app name
 	Backend      string             // of a registered board; empty for other devices
 }
@@ -43,6 +43,8 @@ type session struct {
 	serial *big.Int
 	// reconcile runs one reconcile pass; set once the session is up.
 	reconcile func()
+	// authenticated gives back the connection's pending slot at hello.
+	authenticated func()
 
 	mu      sync.Mutex
 	info    SessionInfo
@@ -150,6 +152,11 @@ func (s *session) end() {
 
 // handle runs one connection from TLS handshake to close.
 func (g *Gateway) handle(ctx context.Context, nc net.Conn) {
+	// The connection holds a pending slot (taken by Serve) until it is past
+	// hello or ends.
+	var release sync.Once
+	authenticated := func() { release.Do(func() { <-g.unauthenticated }) }
+	defer authenticated()
 	log := g.log.With("remote", nc.RemoteAddr().String())
 	tc := tls.Server(nc, g.tls)
 	// The handshake and the first message share one deadline, so that a
@@ -213,6 +220,7 @@ func (g *Gateway) handle(ctx context.Context, nc net.Conn) {
 			Resumed: state.DidResume,
 		},
 	}
+	s.authenticated = authenticated
 	s.run(ctx, log.With("device", device))
 }
 
@@ -276,6 +284,7 @@ func (s *session) run(ctx context.Context, log *slog.Logger) {
 			}
 			hello = true
 			noHello.Stop()
+			s.authenticated()
 			s.conn.SetReadTimeout(g.cfg.HeartbeatTimeout)
 			g.register(s)
 			info := s.snapshot()

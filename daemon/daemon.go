@@ -281,7 +281,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		// net/http's own complaints (accept retries, bad TLS) go to the
 		// daemon's log as JSON like every other line.
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}

@@ -33,6 +33,7 @@ const (
 	ReasonInternal      Reason = "Internal"      // 500
 	ReasonNotConnected  Reason = "NotConnected"  // 409: the device holds no session on this daemon's gateway
 	ReasonDeployFailed  Reason = "DeployFailed"  // 422: the device refused or failed a deploy; Message says why
+	ReasonTimeout       Reason = "Timeout"       // 408: the request body stalled
 )
 
 // Error is the one error shape of the API, sent as {"error": Error}.

@@ -40,6 +40,9 @@ import (
 // zero, bytes.
 const DefaultMaxModule = 16 << 20
 
+// DefaultBodyStall is how long a request body may send nothing.
+const DefaultBodyStall = 30 * time.Second
+
 // Limits on request bodies other than modules, bytes.
 const (
 	maxJSONBody    = 1 << 20 // any JSON request body
@@ -129,6 +132,10 @@ type Deps struct {
 	// MaxModule is the largest module upload, bytes; 0 means
 	// DefaultMaxModule.
 	MaxModule int64
+	// BodyStall is the longest a request body may send nothing before
+	// the request is answered 408 and its connection closed;
+	// DefaultBodyStall.
+	BodyStall time.Duration
 	// Logger receives request logs and the detail of internal errors; nil
 	// discards them.
 	Logger *slog.Logger
@@ -168,6 +175,9 @@ func New(d Deps) (http.Handler, error) {
 	}
 	if d.MaxModule == 0 {
 		d.MaxModule = DefaultMaxModule
+	}
+	if d.BodyStall <= 0 {
+		d.BodyStall = DefaultBodyStall
 	}
 	d.Boards = slices.Clone(d.Boards) // the caller may reuse its slice
 	s := &server{d: d, boards: make(map[string]api.Board, len(d.Boards))}
@@ -315,7 +325,12 @@ func (s *server) wrap(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rw := &responseWriter{ResponseWriter: w}
-		body := &trackedBody{ReadCloser: r.Body}
+		// The handler gets its own copy of the request with the tracked
+		// body: net/http keeps its own, which it would otherwise drain
+		// (without a deadline) before answering a request whose body was
+		// not read.
+		body := &trackedBody{ReadCloser: r.Body, rc: http.NewResponseController(w), stall: s.d.BodyStall}
+		r = r.WithContext(r.Context())
 		r.Body = body
 		var err error
 		if !rt.open {
@@ -337,10 +352,26 @@ func (s *server) wrap(rt route) http.Handler {
 				}
 				s.log.Log(r.Context(), level, "response ended early", "route", route, "method", r.Method, "err", err)
 			} else {
+				if body.stalled {
+					err = &api.Error{Status: http.StatusRequestTimeout, Reason: api.ReasonTimeout,
+						Message: fmt.Sprintf("the request body sent nothing for %s", s.d.BodyStall)}
+				}
 				if body.started && isTooLarge(err) {
 					drainRefused(body)
 				}
+				unread := r.ContentLength != 0 && !body.done
+				if unread {
+					// An answer before the body was read (a refused
+					// token, for one) closes the connection: the body
+					// is never waited for.
+					rw.Header().Set("Connection", "close")
+				}
 				s.writeError(rw, r, err)
+				if unread {
+					// net/http reads what is left of a body before it
+					// closes; this makes that read end at once.
+					_ = body.rc.SetReadDeadline(time.Now())
+				}
 			}
 		}
 		d := time.Since(start)

@@ -1307,3 +1307,50 @@ func quantity(s string) *resource.Quantity {
 	q := resource.MustParse(s)
 	return &q
 }
+
+// TestStalledBodies: a request whose body does not arrive holds nothing.
+// Without the token it is answered 401 at once, unread; with it, once the
+// body has sent nothing for BodyStall, 408. Either way the connection is
+// closed. (Both used to wait for the body forever.)
+func TestStalledBodies(t *testing.T) {
+	stalled := func(t *testing.T, url, auth string) (int, io.Reader) {
+		t.Helper()
+		conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+		fmt.Fprintf(conn, "POST /api/v1/devices HTTP/1.1\r\nHost: x\r\n%sContent-Type: application/json\r\nContent-Length: 10\r\n\r\n{", auth)
+		br := bufio.NewReader(conn)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("no answer to a stalled body: %v", err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, br
+	}
+	closed := func(t *testing.T, r io.Reader) {
+		t.Helper()
+		if n, err := r.Read(make([]byte, 1)); n != 0 || !errors.Is(err, io.EOF) {
+			t.Errorf("after the answer the connection gave %d bytes, %v; want it closed", n, err)
+		}
+	}
+	t.Run("no token", func(t *testing.T) {
+		h := newHarness(t, func(d *apiserver.Deps) { d.Token = "secret" })
+		code, r := stalled(t, h.url, "")
+		if code != http.StatusUnauthorized {
+			t.Errorf("status %d, want 401", code)
+		}
+		closed(t, r)
+	})
+	t.Run("token", func(t *testing.T) {
+		h := newHarness(t, func(d *apiserver.Deps) { d.Token, d.BodyStall = "secret", 200*time.Millisecond })
+		code, r := stalled(t, h.url, "Authorization: Bearer secret\r\n")
+		if code != http.StatusRequestTimeout {
+			t.Errorf("status %d, want 408", code)
+		}
+		closed(t, r)
+	})
+}

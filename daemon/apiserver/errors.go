@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
+	"time"
 
 	"wasmbed.io/wasmbed/daemon/api"
 	"wasmbed.io/wasmbed/daemon/store"
@@ -89,15 +91,32 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 // connection. A longer body ends with the connection closed.
 const maxDrain = 64 << 20
 
-// trackedBody notes whether a handler began reading the request body.
+// trackedBody notes whether a handler began reading the request body and
+// whether it read it all, and gives up on a body that sends nothing for
+// stall: each read has a deadline, lifted at the end of the body (net/http
+// then reads the connection in the background to notice a client going
+// away, which a deadline would mistake for one).
 type trackedBody struct {
 	io.ReadCloser
+	rc      *http.ResponseController
+	stall   time.Duration
 	started bool
+	done    bool // read to its end
+	stalled bool // a read ran into the deadline
 }
 
 func (b *trackedBody) Read(p []byte) (int, error) {
 	b.started = true
-	return b.ReadCloser.Read(p)
+	_ = b.rc.SetReadDeadline(time.Now().Add(b.stall))
+	n, err := b.ReadCloser.Read(p)
+	switch {
+	case errors.Is(err, io.EOF):
+		b.done = true
+		_ = b.rc.SetReadDeadline(time.Time{})
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		b.stalled = true
+	}
+	return n, err
 }
 
 // drainRefused reads and discards the rest of a body refused part way

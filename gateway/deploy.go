@@ -161,6 +161,18 @@ func (g *Gateway) appChanged(device string, a protocol.AppInfo) {
 	}
 }
 
+// appHeld completes the Deploy calls for a, which the device reported
+// at hello, when it holds the desired module as asked.
+func (g *Gateway) appHeld(device string, a protocol.AppInfo) {
+	g.mu.Lock()
+	d := g.desired[device][a.App]
+	held := d != nil && holds(a, d.mod)
+	g.mu.Unlock()
+	if held {
+		g.appChanged(device, a)
+	}
+}
+
 // failDeploy ends the Deploy calls for d with err, stops retrying it, and
 // publishes the app as failed: the device refused it, or could not be
 // sent it, and keeps running what it ran.

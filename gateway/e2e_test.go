@@ -419,3 +419,36 @@ func TestForgottenAppIsNotSent(t *testing.T) {
 		t.Errorf("the device reports %+v, want the kept app alone", s.Apps)
 	}
 }
+
+// TestHelloCompletesDeploy: a deploy waiting for an offline device ends
+// as soon as the device says hello reporting the module running, with
+// nothing sent. (After a daemon's kill -9 the owner deploys again before
+// the device is back, and the deploy used to wait for its timeout.)
+func TestHelloCompletesDeploy(t *testing.T) {
+	tb := newTestbed(t, nil)
+	mod := module(t, "hello.wasm", "hello", "1")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	deployed := make(chan error, 1)
+	go func() { deployed <- tb.gw.Deploy(ctx, "returning", mod) }()
+
+	tc, err := tb.dial(tb.cert("returning"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	p := &benchPeer{tc: tc, fr: protocol.NewFrameReader(tc, 0)}
+	r, err := p.roundTrip(protocol.TypeHello, &protocol.Hello{Device: "returning", MinVersion: 1, MaxVersion: 1,
+		Apps: []protocol.AppInfo{{App: "hello", Version: "1", SHA256: mod.SHA256, Limits: mod.Limits, State: protocol.StateRunning}}})
+	if err != nil || r.Type != protocol.TypeWelcome {
+		t.Fatalf("hello: %v, %v", r, err)
+	}
+	select {
+	case err := <-deployed:
+		if err != nil {
+			t.Fatalf("deploy = %v, want done by the hello", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the hello reporting the module running did not complete the deploy")
+	}
+}

@@ -289,6 +289,12 @@ func (s *session) run(ctx context.Context, log *slog.Logger) {
 			g.register(s)
 			info := s.snapshot()
 			g.publish(Event{Type: EventOnline, Device: s.device, Session: &info})
+			// What the device already runs completes the deploys waiting
+			// for it: after a restart the owner may deploy again before
+			// the device is back, and nothing would be sent to report on.
+			for _, a := range info.Apps {
+				g.appHeld(s.device, a)
+			}
 			log.Info("device online", "board", info.Board, "apps", len(info.Apps))
 			s.mu.Lock()
 			s.reconcile = func() { s.reconcilePass(ctx, log) }

@@ -73,6 +73,11 @@ type Config struct {
 	// its data directory.
 	CADir string
 
+	// AllowEmptyStore lets the embedded store start empty (a new or
+	// zero-length file) next to a CA that has issued device certificates:
+	// without it the daemon refuses, as the fleet's records are lost.
+	AllowEmptyStore bool
+
 	// Demo seeds three emulated devices and rolls DemoModule out to them.
 	Demo       bool
 	DemoModule string
@@ -162,6 +167,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer closeStore()
+	embedded, _ := st.(*store.Embedded)
 	// Controllers read the Kubernetes store from informers' caches; the
 	// API reads it directly, so that its callers read their own writes.
 	cached := st
@@ -188,6 +194,9 @@ func Run(ctx context.Context, cfg Config) error {
 		Tokens: storeTokens{devices: st.Devices(), cached: cached.Devices(), now: time.Now},
 	})
 	if err != nil {
+		return err
+	}
+	if err := checkStore(embedded, ca, cfg.AllowEmptyStore, log); err != nil {
 		return err
 	}
 
@@ -224,7 +233,7 @@ func Run(ctx context.Context, cfg Config) error {
 		go rec.run(rctx)
 		recorder = rec
 	}
-	d := &daemon{cfg: cfg, log: log, store: st, cached: cached, bus: bus, started: time.Now(), advertise: advertise, consoles: make(map[string]*renode.Console),
+	d := &daemon{cfg: cfg, log: log, store: st, cached: cached, embedded: embedded, bus: bus, started: time.Now(), advertise: advertise, consoles: make(map[string]*renode.Console),
 		lead: &leadership{self: cfg.GatewayName}}
 	gw, err := gateway.New(gateway.Config{
 		Authority: ca, Certificate: cert, Events: gateway.EventFunc(d.gatewayEvent),
@@ -401,7 +410,8 @@ type daemon struct {
 	cfg       Config
 	log       *slog.Logger
 	store     store.Store
-	cached    store.Store // the controllers' view: informers with Kubernetes
+	cached    store.Store     // the controllers' view: informers with Kubernetes
+	embedded  *store.Embedded // the store when it is the embedded one
 	bus       *events.Bus
 	gw        *gateway.Gateway
 	backends  map[string]renode.Backend
@@ -420,6 +430,27 @@ type daemon struct {
 func (d *daemon) info() api.Info {
 	return api.Info{Version: d.cfg.Version, Store: d.store.Backend(), Gateway: d.cfg.GatewayName,
 		GatewayAddr: d.advertise, Started: d.started, Leader: d.lead.Leader()}
+}
+
+// checkStore refuses an embedded store that starts empty while the CA
+// has issued device certificates (a lost or truncated store file), unless
+// allowed, and reports the records the store quarantined.
+func checkStore(st *store.Embedded, ca *pki.Authority, allowEmpty bool, log *slog.Logger) error {
+	if st == nil {
+		return nil
+	}
+	if n := ca.IssuedCount(); st.Fresh() && n > 0 {
+		if !allowEmpty {
+			return fmt.Errorf("the store is empty (a new or zero-length file) but the CA has issued %d device certificates: "+
+				"the fleet's records are missing. Restore the store from a backup, or start with --allow-empty-store to begin an empty fleet", n)
+		}
+		log.Warn("starting an empty store next to a CA that has issued device certificates", "certificates", n)
+	}
+	for _, q := range st.Quarantined() {
+		log.Warn("store record quarantined: not served; delete it through the API, then create it again",
+			"kind", q.Kind, "name", q.Name, "reason", q.Reason)
+	}
+	return nil
 }
 
 func (d *daemon) ready() error { return d.gw.Accepting() }

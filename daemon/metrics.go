@@ -55,6 +55,15 @@ func newMetrics(reg *prometheus.Registry, d *daemon, writes storeWrites, events 
 			Name: "wasmbed_gateway_connections_shed_total",
 			Help: "Device connections closed at once because too many were not yet authenticated.",
 		}, func() float64 { _, shed := d.gw.AcceptStats(); return float64(shed) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "wasmbed_store_quarantined_records",
+			Help: "Records of the embedded store that could not be read at start and are not served; the log names them.",
+		}, func() float64 {
+			if d.embedded == nil {
+				return 0
+			}
+			return float64(len(d.embedded.Quarantined()))
+		}),
 		&phaseCollector{d: d},
 	)
 	return m

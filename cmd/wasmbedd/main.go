@@ -76,6 +76,7 @@ func run() error {
 	flag.StringVar(&cfg.DeviceBinary, "device-binary", env("WASMBED_DEVICE_BINARY", ""), "wasmbed-device for emulated boards; default next to wasmbedd (env WASMBED_DEVICE_BINARY)")
 	flag.StringVar(&cfg.DockerImage, "docker-image", env("WASMBED_DOCKER_IMAGE", ""), "image of docker-backend boards; default wasmbed-device:dev, built by make image (env WASMBED_DOCKER_IMAGE)")
 	flag.StringVar(&cfg.MCUFirmware, "mcu-firmware", env("WASMBED_MCU_FIRMWARE", ""), "firmware ELF of qemu-backend boards; default wasmbed-mcu.elf next to wasmbedd, built by make build (env WASMBED_MCU_FIRMWARE)")
+	flag.BoolVar(&cfg.AllowEmptyStore, "allow-empty-store", env("WASMBED_ALLOW_EMPTY_STORE", "") != "", "start with an empty store although the CA has issued device certificates (their records were lost) (env WASMBED_ALLOW_EMPTY_STORE)")
 	flag.BoolVar(&cfg.Demo, "demo", env("WASMBED_DEMO", "") != "", "seed three emulated devices and roll a sample app out to them (env WASMBED_DEMO)")
 	flag.StringVar(&cfg.DemoModule, "demo-module", env("WASMBED_DEMO_MODULE", daemon.DefaultDemoModule), "module the demo rolls out")
 	flag.StringVar(&sshListen, "ssh-listen", env("WASMBED_SSH_LISTEN", ""), "serve the fleet console over SSH on this address, such as :2222; off when empty (env WASMBED_SSH_LISTEN)")

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -52,6 +53,7 @@ const lockTimeout = 2 * time.Second
 // directory at a time. Close it when done; Close closes every open watch.
 type Embedded struct {
 	dir         string
+	fresh       bool // no database, or an empty file, at open
 	db          *bolt.DB
 	modules     *fileModules
 	watchBuffer int
@@ -81,6 +83,11 @@ var _ Store = (*Embedded)(nil)
 // files left in the modules directory by an interrupted upload are
 // removed. It fails after a few seconds if another process holds the
 // store open.
+//
+// The database file is checked whole before it is used: a damaged file
+// is refused with an error that wraps ErrDamaged and names the file,
+// never a panic. A record that does not decode is quarantined (see
+// Quarantined); the others are served.
 func OpenEmbedded(dir string) (*Embedded, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
@@ -90,22 +97,62 @@ func OpenEmbedded(dir string) (*Embedded, error) {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	path := filepath.Join(dir, dbFileName)
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout})
-	if err != nil {
-		return nil, fmt.Errorf("open store %s: %w", path, err)
+	fresh := true
+	if info, err := os.Stat(path); err == nil && info.Size() > 0 {
+		fresh = false
 	}
-	e := &Embedded{
-		dir:         dir,
-		db:          db,
-		modules:     modules,
-		watchBuffer: defaultWatchBuffer,
-		commits:     groupCommit{db: db},
-	}
+	e := &Embedded{dir: dir, fresh: fresh, modules: modules, watchBuffer: defaultWatchBuffer}
 	e.turn.L = &e.mu
 	e.devices = newResource(e, "devices", v1alpha1.KindDevice, func() *v1alpha1.Device { return new(v1alpha1.Device) })
 	e.applications = newResource(e, "applications", v1alpha1.KindApplication, func() *v1alpha1.Application { return new(v1alpha1.Application) })
 	e.gateways = newResource(e, "gateways", v1alpha1.KindGateway, func() *v1alpha1.Gateway { return new(v1alpha1.Gateway) })
+	if e.db, err = e.openDB(path); err != nil {
+		return nil, err
+	}
+	e.commits = groupCommit{db: e.db}
+	return e, nil
+}
 
+// ErrDamaged is wrapped by OpenEmbedded's error for a database file that
+// fails bbolt's consistency check or cannot be read.
+var ErrDamaged = errors.New("the store's database file is damaged")
+
+// openDB opens and checks the database file at path and loads every
+// record. bbolt panics, or faults on pages past the end of a cut file,
+// when it meets damage; both become an error here.
+func (e *Embedded) openDB(path string) (db *bolt.DB, err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if p := recover(); p != nil {
+			err = e.damaged(path, fmt.Errorf("%v", p))
+		}
+		if err != nil && db != nil {
+			func() {
+				defer func() { _ = recover() }()
+				db.Close()
+			}()
+			db = nil
+		}
+	}()
+	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout})
+	switch {
+	case errors.Is(err, bolt.ErrTimeout):
+		return nil, fmt.Errorf("open store %s: another process has it open: %w", path, err)
+	case err != nil:
+		return nil, e.damaged(path, err)
+	}
+	var problems []error
+	_ = db.View(func(tx *bolt.Tx) error {
+		for err := range tx.Check() {
+			if len(problems) < 3 {
+				problems = append(problems, err)
+			}
+		}
+		return nil
+	})
+	if len(problems) > 0 {
+		return db, e.damaged(path, errors.Join(problems...))
+	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{metaBucket, e.devices.bucket, e.applications.bucket, e.gateways.bucket} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
@@ -122,10 +169,36 @@ func OpenEmbedded(dir string) (*Embedded, error) {
 		return err
 	})
 	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open store %s: %w", path, err)
+		return db, fmt.Errorf("open store %s: %w", path, err)
 	}
-	return e, nil
+	return db, nil
+}
+
+func (e *Embedded) damaged(path string, cause error) error {
+	return fmt.Errorf("open store %s: %w: %v; restore the file from a backup, or move it aside to start with an empty fleet", path, ErrDamaged, cause)
+}
+
+// Fresh reports whether the store had no database, or an empty file, when
+// it was opened: a new fleet, or one whose records were lost.
+func (e *Embedded) Fresh() bool { return e.fresh }
+
+// Quarantined is a stored record the store cannot serve: it does not
+// decode, or its name is not its key. It stays in the database until it is
+// deleted (Delete of its name) and is left out of gets, lists and watches.
+type Quarantined struct {
+	Kind   string // Device, Application or Gateway
+	Name   string // its key
+	Reason string
+}
+
+// Quarantined lists the records found unreadable when the store opened
+// and not deleted since.
+func (e *Embedded) Quarantined() []Quarantined {
+	var out []Quarantined
+	for _, q := range []func() []Quarantined{e.devices.quarantine, e.applications.quarantine, e.gateways.quarantine} {
+		out = append(out, q()...)
+	}
+	return out
 }
 
 // Devices returns the Device resources.

@@ -40,6 +40,8 @@ type resource[T Object] struct {
 	omu   sync.RWMutex
 	objs  map[string]T
 	names []string
+	// quarantined are the records load could not serve; guarded by omu.
+	quarantined []Quarantined
 }
 
 var (
@@ -61,17 +63,38 @@ func newResource[T Object](e *Embedded, bucket, kind string, newObj func() T) *r
 }
 
 // load decodes every stored object into the read path; OpenEmbedded calls
-// it once.
+// it once. A record that does not decode, or whose name is not its key,
+// is quarantined: left in the database, kept out of the read path, and
+// reported (Embedded.Quarantined), so that the rest of the fleet is
+// served and the record can be deleted through the API.
 func (r *resource[T]) load(tx *bolt.Tx) error {
-	objs, err := r.all(tx)
-	if err != nil {
-		return fmt.Errorf("load %ss: %w", r.noun, err)
-	}
-	for _, obj := range objs {
+	return tx.Bucket(r.bucket).ForEach(func(k, v []byte) error {
+		obj, err := r.decode(v)
+		if err == nil && obj.GetName() != string(k) {
+			err = fmt.Errorf("the record's name %q is not its key", obj.GetName())
+		}
+		if err != nil {
+			r.quarantined = append(r.quarantined, Quarantined{Kind: r.kind, Name: string(k), Reason: err.Error()})
+			return nil
+		}
 		r.objs[obj.GetName()] = obj
 		r.names = append(r.names, obj.GetName())
-	}
-	return nil
+		return nil
+	})
+}
+
+// quarantine returns the records load could not serve.
+func (r *resource[T]) quarantine() []Quarantined {
+	r.omu.RLock()
+	defer r.omu.RUnlock()
+	return slices.Clone(r.quarantined)
+}
+
+// unquarantine forgets a quarantined record once it is deleted.
+func (r *resource[T]) unquarantine(name string) {
+	r.omu.Lock()
+	defer r.omu.Unlock()
+	r.quarantined = slices.DeleteFunc(r.quarantined, func(q Quarantined) bool { return q.Name == name })
 }
 
 // cacheLocked puts a committed change into the read path. The caller
@@ -145,20 +168,6 @@ func (r *resource[T]) ListPage(ctx context.Context, opts ListOptions) (Page[T], 
 		return Page[T]{}, fmt.Errorf("list %ss: %w", r.noun, err)
 	}
 	return p, nil
-}
-
-// all decodes every object in the bucket, in key (that is, name) order.
-func (r *resource[T]) all(tx *bolt.Tx) ([]T, error) {
-	var objs []T
-	err := tx.Bucket(r.bucket).ForEach(func(k, v []byte) error {
-		obj, err := r.decode(v)
-		if err != nil {
-			return fmt.Errorf("%s %q: %w", r.noun, k, err)
-		}
-		objs = append(objs, obj)
-		return nil
-	})
-	return objs, err
 }
 
 // Create stores obj under its name as a new object. Server-set metadata
@@ -295,8 +304,10 @@ func (r *resource[T]) Delete(ctx context.Context, name string) error {
 			return "", nil, r.errorf(name, ErrNotFound)
 		}
 		last, err := r.decode(raw)
-		if err != nil {
-			return "", nil, err
+		if err != nil || last.GetName() != name {
+			// A quarantined record: it goes, and its event names it.
+			last = r.newObj()
+			last.SetName(name)
 		}
 		last.SetResourceVersion(strconv.FormatUint(rev, 10))
 		data, err := json.Marshal(last)
@@ -305,6 +316,9 @@ func (r *resource[T]) Delete(ctx context.Context, name string) error {
 		}
 		return Deleted, data, b.Delete([]byte(name))
 	})
+	if err == nil {
+		r.unquarantine(name)
+	}
 	return err
 }
 

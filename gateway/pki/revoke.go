@@ -132,6 +132,14 @@ func (a *Authority) CheckDevice(leaf *x509.Certificate) (string, error) {
 	return name, nil
 }
 
+// IssuedCount is the number of device certificates recorded as issued
+// here and not yet pruned (expired a while ago).
+func (a *Authority) IssuedCount() int {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return len(a.st.Issued)
+}
+
 // Enrolled reports whether device holds a certificate of this authority
 // that is neither expired nor revoked.
 func (a *Authority) Enrolled(device string) bool {

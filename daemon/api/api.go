@@ -34,6 +34,8 @@ const (
 	ReasonNotConnected  Reason = "NotConnected"  // 409: the device holds no session on this daemon's gateway
 	ReasonDeployFailed  Reason = "DeployFailed"  // 422: the device refused or failed a deploy; Message says why
 	ReasonTimeout       Reason = "Timeout"       // 408: the request body stalled
+	// ReasonInsufficientStorage is 507: the daemon's disk is full.
+	ReasonInsufficientStorage Reason = "InsufficientStorage"
 )
 
 // Error is the one error shape of the API, sent as {"error": Error}.

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"wasmbed.io/wasmbed/daemon/api"
@@ -66,10 +67,15 @@ func storeError(kind, name string, err error) error {
 func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var ae *api.Error
 	if !errors.As(err, &ae) {
-		if isClientGone(r, err) {
+		switch {
+		case isClientGone(r, err):
 			// Nobody is listening; the status is for the metrics.
 			ae = &api.Error{Status: 499, Reason: api.ReasonBadRequest, Message: "client closed the request"}
-		} else {
+		case errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT):
+			s.log.Warn("request failed: the daemon's disk is full", "method", r.Method, "path", r.URL.Path, "err", err)
+			ae = &api.Error{Status: http.StatusInsufficientStorage, Reason: api.ReasonInsufficientStorage,
+				Message: "the daemon's disk is full; nothing was changed. Free space where its data directory is, then try again"}
+		default:
 			s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 			ae = &api.Error{Status: http.StatusInternalServerError, Reason: api.ReasonInternal, Message: "internal error; the daemon log has the detail"}
 		}

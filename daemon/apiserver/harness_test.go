@@ -48,7 +48,13 @@ type harness struct {
 // newHarness starts a server; edit adjusts its dependencies first.
 func newHarness(tb testing.TB, edit ...func(*apiserver.Deps)) *harness {
 	tb.Helper()
-	st, err := store.OpenEmbedded(tb.TempDir())
+	return newHarnessIn(tb, tb.TempDir(), edit...)
+}
+
+// newHarnessIn is newHarness with its store in storeDir.
+func newHarnessIn(tb testing.TB, storeDir string, edit ...func(*apiserver.Deps)) *harness {
+	tb.Helper()
+	st, err := store.OpenEmbedded(storeDir)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -172,6 +172,8 @@ func TestDeviceRollout(t *testing.T) {
 			v1alpha1.DeviceRollout{Device: "d", Version: "1", Target: "2", State: RolloutTransferring}},
 		{"runs the target", dev(v1alpha1.DeviceOnline, v1alpha1.DeviceApp{Name: "app", Version: "2", SHA256: "bb", State: "running", Since: since}),
 			v1alpha1.DeviceRollout{Device: "d", Version: "2", Target: "2", State: RolloutRunning, Since: since}},
+		{"ran the target, now unknown", dev(v1alpha1.DeviceUnknown, v1alpha1.DeviceApp{Name: "app", Version: "2", SHA256: "bb", State: "running", Since: since}),
+			v1alpha1.DeviceRollout{Device: "d", Version: "2", Target: "2", State: RolloutWaiting, Reason: "device is unknown; it last ran this version", Since: since}},
 		{"receiving it", dev(v1alpha1.DeviceOnline, v1alpha1.DeviceApp{Name: "app", Version: "2", SHA256: "bb", State: "verifying", Since: since}),
 			v1alpha1.DeviceRollout{Device: "d", Version: "2", Target: "2", State: RolloutTransferring, Since: since}},
 		{"failed it", dev(v1alpha1.DeviceOnline, v1alpha1.DeviceApp{Name: "app", Version: "2", SHA256: "bb", State: "failed", Reason: "trap", Since: since}),

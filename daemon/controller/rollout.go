@@ -67,8 +67,14 @@ func DeviceRollout(app string, want v1alpha1.ApplicationSpec, d *v1alpha1.Device
 		switch rep.State {
 		case protocol.StateRunning.String():
 			row.State = RolloutRunning
-			if unhealthy(rep, time.Duration(want.Rollout.HealthySeconds)*time.Second) {
+			switch {
+			case unhealthy(rep, time.Duration(want.Rollout.HealthySeconds)*time.Second):
 				row.State, row.Reason = RolloutFailed, rep.Unhealthy
+			case d.Status.Phase != v1alpha1.DeviceOnline:
+				// What it last reported is not what it does now: it counts
+				// as running again once it is back.
+				row.State = RolloutWaiting
+				row.Reason = "device is " + strings.ToLower(string(orPending(d.Status.Phase))) + "; it last ran this version"
 			}
 		case protocol.StateExited.String():
 			row.State = RolloutExited

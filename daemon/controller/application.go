@@ -82,6 +82,22 @@ func (c *Applications) Enqueue(app string) {
 	}
 }
 
+// deviceCoalesce is how long an app's reconcile waits after a device's
+// change: a rollout's thousands of device reports then make a pass every
+// tenth of a second, not one after another, each over the whole target.
+const deviceCoalesce = 100 * time.Millisecond
+
+// enqueueSoon asks for app to be reconciled once the device changes of
+// the next deviceCoalesce have come in.
+func (c *Applications) enqueueSoon(app string) {
+	c.mu.Lock()
+	l := c.loop
+	c.mu.Unlock()
+	if l != nil {
+		l.queue.AddAfter(app, deviceCoalesce)
+	}
+}
+
 // DeviceChanged reconciles the apps a device's change concerns, before
 // the change reaches the store: those whose target selects the device,
 // and those it reports (named in reported, or indexed). Its cost does not
@@ -102,7 +118,7 @@ func (c *Applications) DeviceChanged(device string, reported ...string) {
 	}
 	c.mu.Unlock()
 	for _, n := range names {
-		c.Enqueue(n)
+		c.enqueueSoon(n)
 	}
 }
 
@@ -491,7 +507,7 @@ func (c *Applications) deploy(app, device string, spec v1alpha1.ApplicationSpec,
 		if err != nil {
 			c.loop.log.Info("deploy ended", "app", app, "device", device, "err", err)
 		}
-		c.Enqueue(app)
+		c.enqueueSoon(app)
 	}()
 }
 

@@ -78,7 +78,14 @@ func TestDeviceChangedRoutes(t *testing.T) {
 	c.idx.setDevice(dev.Name, dev)
 	defer c.loop.queue.ShutDown()
 	c.DeviceChanged("d1", "reported")
+	// The apps come after deviceCoalesce; three of them, then no more.
 	var got []string
+	for len(got) < 3 {
+		name, _ := c.loop.queue.Get()
+		got = append(got, name)
+		c.loop.queue.Done(name)
+	}
+	time.Sleep(3 * deviceCoalesce)
 	for c.loop.queue.Len() > 0 {
 		name, _ := c.loop.queue.Get()
 		got = append(got, name)

@@ -257,6 +257,6 @@ func (c *Applications) deviceChanged(name string, d *v1alpha1.Device) {
 	apps := c.idx.setDevice(name, d)
 	c.mu.Unlock()
 	for _, app := range apps {
-		c.Enqueue(app)
+		c.enqueueSoon(app)
 	}
 }

@@ -287,10 +287,14 @@ func (a *App) instantiate(ctx context.Context, facts binaryFacts) error {
 	a.callCtx = instCtx
 	a.started = time.Now()
 	a.mod, err = a.rt.InstantiateModule(instCtx, compiled, cfg)
-	if err != nil {
-		if ctx.Err() != nil {
-			return fmt.Errorf("instantiate: %w", ctx.Err())
-		}
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		return fmt.Errorf("instantiate: %w", ctx.Err())
+	case errors.Is(instCtx.Err(), context.DeadlineExceeded):
+		return &runError{kind: ErrTimeLimit, cause: err,
+			msg: fmt.Sprintf("%s: the start section ran past %s", ErrTimeLimit, a.lim.CallTimeout)}
+	default:
 		return fmt.Errorf("%w: instantiate: %s", ErrInvalidModule, firstLine(err))
 	}
 	return nil

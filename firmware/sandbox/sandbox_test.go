@@ -783,3 +783,13 @@ func BenchmarkValidate(b *testing.B) {
 		}
 	}
 }
+
+// TestStartSectionTimeLimit: a start section that never returns is cut at
+// the app's time limit and reported as such, not as an invalid module.
+func TestStartSectionTimeLimit(t *testing.T) {
+	_, err := Start(context.Background(), "stuck", loadApp(t, "startloop.wasm"),
+		Limits{CallTimeout: 100 * time.Millisecond}, newRecordingHost())
+	if !errors.Is(err, ErrTimeLimit) || errors.Is(err, ErrInvalidModule) || !strings.HasSuffix(err.Error(), "time limit: the start section ran past 100ms") {
+		t.Fatalf("Start = %v, want time limit: the start section ran past 100ms", err)
+	}
+}

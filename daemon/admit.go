@@ -8,6 +8,7 @@ import (
 
 	"wasmbed.io/wasmbed/crds/v1alpha1"
 	"wasmbed.io/wasmbed/daemon/store"
+	"wasmbed.io/wasmbed/gateway/pki"
 	"wasmbed.io/wasmbed/gateway/protocol"
 )
 
@@ -43,6 +44,15 @@ func (a admission) admit(device string, cert *x509.Certificate) error {
 	case err != nil:
 		return protocol.Errorf(protocol.CodeInternal, "look up device %s: %v", device, err)
 	}
+	if uid := pki.DeviceUID(cert); uid != "" {
+		if uid != string(d.UID) {
+			return protocol.Errorf(protocol.CodeRevoked,
+				"certificate %x was issued for an earlier device named %s (uid %s; this one is %s)", cert.SerialNumber, device, uid, d.UID)
+		}
+		return nil
+	}
+	// A certificate bound to no UID (from before UIDs were recorded) is
+	// told by its date.
 	issued := cert.NotBefore.Add(certBackdate)
 	if issued.Add(certSkew).Before(d.CreationTimestamp.Time) {
 		return protocol.Errorf(protocol.CodeRevoked,

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"math/big"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -33,20 +34,27 @@ func TestAdmission(t *testing.T) {
 	}
 	created := d.CreationTimestamp.Time
 	a := admission{devices: st.Devices(), cached: st.Devices()}
-	cert := func(issued time.Time) *x509.Certificate {
-		return &x509.Certificate{SerialNumber: big.NewInt(7), NotBefore: issued.Add(-certBackdate)}
+	cert := func(issued time.Time, uid string) *x509.Certificate {
+		c := &x509.Certificate{SerialNumber: big.NewInt(7), NotBefore: issued.Add(-certBackdate)}
+		if uid != "" {
+			c.URIs = []*url.URL{{Scheme: "urn", Opaque: "uuid:" + uid}}
+		}
+		return c
 	}
 	for _, tc := range []struct {
 		name, device string
 		issued       time.Time
+		uid          string
 		want         string // "" admits
 	}{
-		{"issued since", "adm-1", created.Add(time.Second), ""},
-		{"issued with the clocks a minute apart", "adm-1", created.Add(-time.Minute), ""},
-		{"issued for an earlier device", "adm-1", created.Add(-time.Hour), "earlier device of that name"},
-		{"no device", "adm-2", created, "not registered"},
+		{"issued since", "adm-1", created.Add(time.Second), "", ""},
+		{"issued with the clocks a minute apart", "adm-1", created.Add(-time.Minute), "", ""},
+		{"issued for an earlier device", "adm-1", created.Add(-time.Hour), "", "earlier device of that name"},
+		{"no device", "adm-2", created, "", "not registered"},
+		{"bound to this device", "adm-1", created.Add(-time.Hour), string(d.UID), ""},
+		{"bound to an earlier device, issued since", "adm-1", created.Add(time.Second), "0b5e5e1e-0000-4000-8000-000000000000", "earlier device named adm-1"},
 	} {
-		err := a.admit(tc.device, cert(tc.issued))
+		err := a.admit(tc.device, cert(tc.issued, tc.uid))
 		var pe *protocol.Error
 		switch {
 		case tc.want == "" && err != nil:

@@ -60,7 +60,7 @@ func (s storeTokens) Token(hash, device string) (pki.TokenRecord, error) {
 		if device != "" {
 			if d, err := r.Get(ctx, device); err == nil {
 				if e, ok := tokensOf(d)[hash]; ok {
-					return e.record(d.Name), nil
+					return e.record(d), nil
 				}
 			}
 		}
@@ -72,15 +72,15 @@ func (s storeTokens) Token(hash, device string) (pki.TokenRecord, error) {
 		}
 		for _, d := range devs {
 			if e, ok := tokensOf(d)[hash]; ok {
-				return e.record(d.Name), nil
+				return e.record(d), nil
 			}
 		}
 	}
 	return pki.TokenRecord{}, pki.ErrTokenUnknown
 }
 
-func (e tokenEntry) record(device string) pki.TokenRecord {
-	return pki.TokenRecord{Device: device, Created: e.Created, ExpiresAt: e.Expires, UsedAt: e.Used}
+func (e tokenEntry) record(d *v1alpha1.Device) pki.TokenRecord {
+	return pki.TokenRecord{Device: d.Name, UID: string(d.UID), Created: e.Created, ExpiresAt: e.Expires, UsedAt: e.Used}
 }
 
 func (s storeTokens) UseToken(hash, device string, now time.Time) error {

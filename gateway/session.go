@@ -30,6 +30,7 @@ type SessionInfo struct {
 	RTT          time.Duration // heartbeat round trip as measured by the device
 	CertSerial   string        // hex
 	CertExpiry   time.Time
+	DeviceUID    string             // the Device UID the certificate is bound to, if any (pki.DeviceUID)
 	Resumed      bool               // the TLS session was resumed from a ticket, without a full handshake
 	Apps         []protocol.AppInfo // sorted by app name
 	Backend      string             // of a registered board; empty for other devices
@@ -217,7 +218,7 @@ func (g *Gateway) handle(ctx context.Context, nc net.Conn) {
 		info: SessionInfo{
 			Device: device, Remote: nc.RemoteAddr().String(),
 			CertSerial: fmt.Sprintf("%x", leaf.SerialNumber), CertExpiry: leaf.NotAfter,
-			Resumed: state.DidResume,
+			DeviceUID: pki.DeviceUID(leaf), Resumed: state.DidResume,
 		},
 	}
 	s.authenticated = authenticated
@@ -383,7 +384,8 @@ func (s *session) dispatch(m *protocol.Message, log *slog.Logger) error {
 		g.publish(Event{Type: EventConsole, Device: s.device, Console: b})
 		return nil
 	case *protocol.RenewRequest:
-		cert, err := g.cfg.Authority.SignDeviceCSR(s.device, b.CSR)
+		// The renewed certificate is bound to the Device this one is.
+		cert, err := g.cfg.Authority.SignDeviceCSRFor(s.device, s.snapshot().DeviceUID, b.CSR)
 		if err != nil {
 			return s.conn.ReplyError(m, protocol.Errorf(protocol.CodeBadRequest, "renew: %v", err))
 		}

@@ -170,6 +170,15 @@ func (c *Devices) reconcile(ctx context.Context, name string) error {
 		c.Gateway.UnregisterBoard(name)
 		return nil
 	}
+	if s, ok := c.Gateway.Session(name); ok && s.DeviceUID != "" && s.DeviceUID != string(dev.UID) {
+		// The device was deleted and created again under its name: what
+		// holds a session is the earlier one, with a certificate bound to
+		// that one's UID. It goes, with its board, so that the new device
+		// starts from a new identity.
+		c.stopBoards(ctx, name, "")
+		c.Gateway.Disconnect(name, protocol.Errorf(protocol.CodeRevoked,
+			"certificate %s was issued for an earlier device named %s", s.CertSerial, name))
+	}
 	board, boardErr := c.syncBoard(ctx, dev)
 	st := dev.Status.DeepCopy()
 	st.ObservedGeneration = dev.Generation
@@ -369,7 +378,7 @@ func (c *Devices) startBoard(ctx context.Context, b renode.Backend, dev *v1alpha
 	if err != nil {
 		return err
 	}
-	certPEM, keyPEM, err := c.identity(dev.Name)
+	certPEM, keyPEM, err := c.identity(dev.Name, string(dev.UID))
 	if err != nil {
 		return err
 	}
@@ -423,19 +432,20 @@ func (c *Devices) stopBoards(ctx context.Context, device, keep string) {
 
 // identity returns the board's pre-provisioned certificate and key,
 // issuing them on first use and again when a third of the lifetime is left.
-func (c *Devices) identity(device string) (certPEM, keyPEM []byte, err error) {
+func (c *Devices) identity(device, uid string) (certPEM, keyPEM []byte, err error) {
 	dir := filepath.Join(c.IdentityDir, device)
 	certPEM, err1 := os.ReadFile(filepath.Join(dir, "device.crt"))
 	keyPEM, err2 := os.ReadFile(filepath.Join(dir, "device.key"))
 	if err1 == nil && err2 == nil {
 		if cert, err := tls.X509KeyPair(certPEM, keyPEM); err == nil && cert.Leaf != nil {
 			life := cert.Leaf.NotAfter.Sub(cert.Leaf.NotBefore)
-			if time.Until(cert.Leaf.NotAfter) > life/3 && !c.CA.Revoked(cert.Leaf.SerialNumber) {
+			if time.Until(cert.Leaf.NotAfter) > life/3 && !c.CA.Revoked(cert.Leaf.SerialNumber) &&
+				pki.DeviceUID(cert.Leaf) == uid {
 				return certPEM, keyPEM, nil
 			}
 		}
 	}
-	if certPEM, keyPEM, err = c.CA.ProvisionDevice(device); err != nil {
+	if certPEM, keyPEM, err = c.CA.ProvisionDeviceFor(device, uid); err != nil {
 		return nil, nil, fmt.Errorf("provision %s: %w", device, err)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -73,6 +74,12 @@ func (a *Authority) ServerCertificate(names []string) (tls.Certificate, error) {
 // certificate. It returns the certificate as PEM and the ECDSA P-256 private
 // key as PKCS#8 PEM; the key is not kept by the authority.
 func (a *Authority) ProvisionDevice(name string) (certPEM, keyPEM []byte, err error) {
+	return a.ProvisionDeviceFor(name, "")
+}
+
+// ProvisionDeviceFor is ProvisionDevice for the Device whose UID is uid
+// (see DeviceUID); "" binds the certificate to no UID.
+func (a *Authority) ProvisionDeviceFor(name, uid string) (certPEM, keyPEM []byte, err error) {
 	if err := ValidDeviceName(name); err != nil {
 		return nil, nil, fmt.Errorf("provision device: %w", err)
 	}
@@ -87,7 +94,7 @@ func (a *Authority) ProvisionDevice(name string) (certPEM, keyPEM []byte, err er
 
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	der, serial, err := a.issueLocked(name, &key.PublicKey)
+	der, serial, err := a.issueLocked(name, uid, &key.PublicKey)
 	if err != nil {
 		return nil, nil, fmt.Errorf("provision device %s: %w", name, err)
 	}
@@ -112,6 +119,12 @@ func (a *Authority) ProvisionDevice(name string) (certPEM, keyPEM []byte, err er
 // now (never past the CA's own expiry). It is recorded (serial, device,
 // expiry) so RevokeDevice can find it.
 func (a *Authority) SignDeviceCSR(name string, csrDER []byte) (certDER []byte, err error) {
+	return a.SignDeviceCSRFor(name, "", csrDER)
+}
+
+// SignDeviceCSRFor is SignDeviceCSR for the Device whose UID is uid (a
+// renewal keeps the UID of the certificate it renews).
+func (a *Authority) SignDeviceCSRFor(name, uid string, csrDER []byte) (certDER []byte, err error) {
 	if err := ValidDeviceName(name); err != nil {
 		return nil, fmt.Errorf("sign device csr: %w", err)
 	}
@@ -125,7 +138,7 @@ func (a *Authority) SignDeviceCSR(name string, csrDER []byte) (certDER []byte, e
 
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	der, serial, err := a.issueLocked(name, csr.PublicKey)
+	der, serial, err := a.issueLocked(name, uid, csr.PublicKey)
 	if err != nil {
 		return nil, fmt.Errorf("sign device csr for %s: %w", name, err)
 	}
@@ -140,7 +153,7 @@ func (a *Authority) SignDeviceCSR(name string, csrDER []byte) (certDER []byte, e
 // the state. It returns the DER and the state key of its serial. The caller
 // holds a.mu for writing and saves the state, deleting the record again if
 // saving fails.
-func (a *Authority) issueLocked(name string, pub any) (der []byte, serial string, err error) {
+func (a *Authority) issueLocked(name, uid string, pub any) (der []byte, serial string, err error) {
 	notBefore, notAfter, err := a.validity(a.ttl)
 	if err != nil {
 		return nil, "", err
@@ -152,6 +165,9 @@ func (a *Authority) issueLocked(name string, pub any) (der []byte, serial string
 		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 		BasicConstraintsValid: true,
+	}
+	if uid != "" {
+		tmpl.URIs = []*url.URL{uidURN(uid)}
 	}
 	// A collision of 128 random bits does not happen in practice; the loop
 	// makes the uniqueness of serials a checked invariant nonetheless.
@@ -270,4 +286,24 @@ func validHostName(name string) error {
 		}
 	}
 	return nil
+}
+
+// A device certificate names the Device it was issued for by the Device's
+// UID, as a URI subject alternative name urn:uuid:<uid> (RFC 4122): a
+// Device deleted and created again under the same name has a new UID, so
+// the certificates of the first one are told from the second's.
+func uidURN(uid string) *url.URL { return &url.URL{Scheme: "urn", Opaque: "uuid:" + uid} }
+
+// DeviceUID is the UID of the Device cert was issued for, or "" for a
+// certificate bound to none (issued before UIDs were recorded, or by
+// ProvisionDevice or SignDeviceCSR without one).
+func DeviceUID(cert *x509.Certificate) string {
+	for _, u := range cert.URIs {
+		if u.Scheme == "urn" {
+			if uid, ok := strings.CutPrefix(u.Opaque, "uuid:"); ok {
+				return uid
+			}
+		}
+	}
+	return ""
 }

@@ -100,7 +100,7 @@ func (a *Authority) Enroll(token string, csrDER []byte) (device string, certDER 
 	if csrErr != nil {
 		return "", nil, fmt.Errorf("enroll device %s: %w", rec.Device, csrErr)
 	}
-	der, serial, err := a.issueLocked(rec.Device, csr.PublicKey)
+	der, serial, err := a.issueLocked(rec.Device, "", csr.PublicKey)
 	if err != nil {
 		return "", nil, fmt.Errorf("enroll device %s: %w", rec.Device, err)
 	}
@@ -133,6 +133,7 @@ func tokenHash(token string) string {
 // TokenRecord is an enrollment token as a TokenStore keeps it.
 type TokenRecord struct {
 	Device    string
+	UID       string // of the Device, when the store knows it: the certificate is bound to it
 	Created   time.Time
 	ExpiresAt time.Time
 	UsedAt    time.Time // zero while unused
@@ -187,7 +188,7 @@ func (a *Authority) enrollShared(h string, csr *x509.CertificateRequest, csrErr 
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	der, serial, err := a.issueLocked(rec.Device, csr.PublicKey)
+	der, serial, err := a.issueLocked(rec.Device, rec.UID, csr.PublicKey)
 	if err != nil {
 		return "", nil, fmt.Errorf("enroll device %s: %w", rec.Device, err)
 	}

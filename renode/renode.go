@@ -284,7 +284,7 @@ func (r *Renode) launch(ctx context.Context, b *renodeBoardRun) (id, uart string
 	if r.cfg.Gateway != "" {
 		gateway = r.cfg.Gateway
 	} else if _, err := parseBootGateway(gateway); err != nil {
-		return "", "", fmt.Errorf("renode backend: %w; set --renode-gateway to the gateway's IPv4 address as boards reach it", err)
+		return "", "", fmt.Errorf("renode backend: %w; set the daemon's --gateway-advertise (WASMBED_GATEWAY_ADVERTISE) to the gateway's IPv4 host:port as boards reach it", err)
 	}
 	script, err := Script(ScriptSpec{
 		Device:       spec.Device,

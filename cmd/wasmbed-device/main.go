@@ -40,7 +40,7 @@ func run() error {
 	flag.StringVar(&cfg.Board, "board", env("WASMBED_BOARD", "linux"), "board or MCU type reported to the gateway (env WASMBED_BOARD)")
 	flag.StringVar(&cfg.Firmware, "firmware", env("WASMBED_FIRMWARE", "wasmbed-device/dev"), "firmware version reported (env WASMBED_FIRMWARE)")
 	flag.StringVar(&caps, "capabilities", env("WASMBED_CAPABILITIES", "wasm,wasi"), "comma-separated capabilities (env WASMBED_CAPABILITIES)")
-	flag.StringVar(&cfg.Gateway, "gateway", env("WASMBED_GATEWAY", "127.0.0.1:4423"), "gateway host:port (env WASMBED_GATEWAY)")
+	flag.StringVar(&cfg.Gateway, "gateway", env("WASMBED_GATEWAY", "127.0.0.1:8081"), "gateway host:port (env WASMBED_GATEWAY)")
 	flag.StringVar(&cfg.ServerName, "server-name", env("WASMBED_SERVER_NAME", ""), "name in the gateway's certificate; default the gateway host")
 	flag.StringVar(&cfg.StateDir, "state-dir", env("WASMBED_STATE_DIR", ""), "identity, modules and app state (env WASMBED_STATE_DIR)")
 	flag.StringVar(&caFile, "ca-file", env("WASMBED_CA_FILE", ""), "CA certificate (PEM) to trust before enrollment (env WASMBED_CA_FILE)")

@@ -60,16 +60,21 @@ $(WASMBED_KUBE_APISERVER):
 	  k8s.io/kubernetes/cmd/kube-apiserver
 	mv $@.tmp $@
 
+# The daemon's API, where make run's console looks for it too
+# (WASMBED_API_LISTEN moves both).
+API_LISTEN ?= $(or $(WASMBED_API_LISTEN),127.0.0.1:3001)
+API_URL := http://$(if $(filter :%,$(API_LISTEN)),127.0.0.1$(API_LISTEN),$(API_LISTEN))
+
 run: build ## run the system: daemon, emulated devices (and a QEMU microcontroller), sample app; in a terminal, with the console
 	@mkdir -p $(DATA)
 	@if [ -t 0 ] && [ -t 1 ]; then \
 	  echo "starting wasmbedd (logs in $(DATA)/wasmbedd.log); quitting the console (q) stops it"; \
-	  $(BIN)/wasmbedd --demo --data-dir $(DATA) --log-level $(LOG_LEVEL) 2>>$(DATA)/wasmbedd.log & pid=$$!; \
+	  $(BIN)/wasmbedd --demo --data-dir $(DATA) --api-listen $(API_LISTEN) --log-level $(LOG_LEVEL) 2>>$(DATA)/wasmbedd.log & pid=$$!; \
 	  trap 'kill $$pid 2>/dev/null; wait $$pid' EXIT INT TERM; \
-	  $(BIN)/wasmbed-tui --daemon http://127.0.0.1:3001; \
+	  $(BIN)/wasmbed-tui --daemon $(API_URL); \
 	else \
-	  echo "wasmbedd: API on http://127.0.0.1:3001 (try: curl -s localhost:3001/api/v1/devices), data in $(DATA)"; \
-	  exec $(BIN)/wasmbedd --demo --data-dir $(DATA) --log-level $(LOG_LEVEL); \
+	  echo "wasmbedd: API on $(API_URL) (try: curl -s $(API_URL)/api/v1/devices), data in $(DATA)"; \
+	  exec $(BIN)/wasmbedd --demo --data-dir $(DATA) --api-listen $(API_LISTEN) --log-level $(LOG_LEVEL); \
 	fi
 
 HEAVY_BENCH := Rollout|RSS|APILatency

@@ -20,7 +20,7 @@ export WASMBED_KUBE_APISERVER ?= $(KUBE_BIN_DIR)/kube-apiserver
 
 CONTROLLER_GEN ?= $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.23.0
 
-.PHONY: help build firmware test test-k8s kube-apiserver vet fmt-check run bench bench-daemon bench-fleet fuzz apps generate clean
+.PHONY: help build firmware test test-k8s kube-apiserver vet fmt-check run bench bench-daemon bench-fleet soak fuzz apps generate clean
 
 help: ## list targets
 	@grep -hE '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -92,6 +92,11 @@ FLEET_RUNS  ?= 3
 bench-fleet: build ## the fleet benchmarks: wasmbedd, simulated devices in processes of their own, and mosquitto beside (minutes)
 	@command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto || { echo "the comparison needs mosquitto: apt-get install mosquitto"; exit 1; }
 	$(BIN)/wasmbed-loadgen bench --wasmbedd $(BIN)/wasmbedd --sizes $(FLEET_SIZES) --runs $(FLEET_RUNS)
+
+SOAK_TIME ?= 30m
+
+soak: build ## 1,000 devices held among hostile clients while rollouts run, for SOAK_TIME; fds and RSS over time
+	$(BIN)/wasmbed-loadgen soak --wasmbedd $(BIN)/wasmbedd --devices 1000 --duration $(SOAK_TIME)
 
 fuzz: ## run every fuzz target for FUZZTIME each
 	@set -e; for pkg in $$($(GO) list ./...); do \

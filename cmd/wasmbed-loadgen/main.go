@@ -6,6 +6,7 @@
 //	wasmbed-loadgen hold   --gateway ADDR --dir DIR --count N             hold their sessions until stopped
 //	wasmbed-loadgen mqtt   --broker ADDR --dir DIR --count N              hold N idle MQTT sessions
 //	wasmbed-loadgen bench  --wasmbedd bin/wasmbedd --sizes 1000,10000    run the fleet scenarios, print figures
+//	wasmbed-loadgen soak   --wasmbedd bin/wasmbedd --duration 30m        hold a fleet among hostile clients while rollouts run
 //
 // hold and mqtt print a status line every second (online=, sessions=,
 // failures=, heartbeats=) until SIGTERM.
@@ -25,7 +26,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: wasmbed-loadgen enroll|hold|mqtt|bench [flags]")
+		fmt.Fprintln(os.Stderr, "usage: wasmbed-loadgen enroll|hold|mqtt|bench|soak [flags]")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -79,8 +80,18 @@ func main() {
 			b.sizes = append(b.sizes, n)
 		}
 		err = bench(ctx, b, os.Stdout, os.Stderr)
+	case "soak":
+		var s soakFlags
+		fs.StringVar(&s.wasmbedd, "wasmbedd", "bin/wasmbedd", "the daemon binary")
+		fs.IntVar(&s.devices, "devices", 1000, "simulated devices held online")
+		fs.DurationVar(&s.duration, "duration", 30*time.Minute, "how long the soak runs")
+		fs.DurationVar(&s.rolloutEvery, "rollout-every", 2*time.Minute, "a new version is rolled out this often (once the last is done)")
+		fs.IntVar(&s.hostileRate, "hostile-rate", 10, "new connections a second of each hostile kind")
+		fs.StringVar(&s.work, "work", "", "work directory; a temporary one by default")
+		fs.Parse(os.Args[2:])
+		err = soak(ctx, s, os.Stdout, os.Stderr)
 	default:
-		fmt.Fprintf(os.Stderr, "wasmbed-loadgen: unknown command %q: enroll, hold, mqtt or bench\n", os.Args[1])
+		fmt.Fprintf(os.Stderr, "wasmbed-loadgen: unknown command %q: enroll, hold, mqtt, bench or soak\n", os.Args[1])
 		os.Exit(2)
 	}
 	if err != nil {

@@ -562,7 +562,12 @@ func runWazero(t testing.TB, wasm []byte, name string, ticks int) *goHost {
 	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithMemoryLimitPages(16).WithCloseOnContextDone(true))
 	defer rt.Close(ctx)
 	h.instantiateHosts(ctx, t, rt)
-	mod, err := rt.InstantiateWithConfig(ctx, wasm, wazero.NewModuleConfig().WithName("").WithStartFunctions())
+	// A start section runs during instantiation, under a budget as a call
+	// does; the C interpreter refuses a module whose start section runs out
+	// of it (the module never loads).
+	ictx, icancel := context.WithTimeout(ctx, wazeroBudget)
+	mod, err := rt.InstantiateWithConfig(ictx, wasm, wazero.NewModuleConfig().WithName("").WithStartFunctions())
+	icancel()
 	if err != nil {
 		h.printf("end refused: %v\n", err)
 		return h
@@ -761,6 +766,7 @@ func TestCWasmDifferential(t *testing.T) {
 		"sensor":    {`telemetry "temperature" 20.5`, `log "sensor v1 tick 5 (uptime 5000 ms)"`, "send at=20000 temperature=20", "end running"},
 		"sensor-v2": {`telemetry "humidity" 41.5`, `log "sensor v2 tick 10 (uptime 10000 ms)"`, "end running"},
 		"sleep":     {"send at=0 sleeping=1", "end failed: time limit: call exceeded 5s"},
+		"startloop": {"end refused"},
 		"trap":      {`log "about to trap"`, "end failed: trap: wasm error: unreachable"},
 	}
 	for _, path := range apps {

@@ -245,7 +245,14 @@ func TestSendGarbage(t *testing.T) {
 		send()
 	}
 	runtime.ReadMemStats(&after)
-	if per := (after.TotalAlloc - before.TotalAlloc) / n; per > 2<<10 {
-		t.Errorf("a 16 KiB chunk allocates %d bytes to send, want at most 2 KiB", per)
+	// Three copies of the chunk were made before, 55 KB. Under the race
+	// detector, whose sync.Pool drops buffers at random, the bound is
+	// fewer than those three copies.
+	limit := uint64(2 << 10)
+	if raceDetector {
+		limit = 40 << 10
+	}
+	if per := (after.TotalAlloc - before.TotalAlloc) / n; per > limit {
+		t.Errorf("a 16 KiB chunk allocates %d bytes to send, want at most %d", per, limit)
 	}
 }

@@ -174,6 +174,9 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 	defer wg.Wait()
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
+	// The rotation ends with Serve, however Serve ends.
+	rctx, endRotation := context.WithCancel(ctx)
+	defer endRotation()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -181,7 +184,7 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 		defer t.Stop()
 		for {
 			select {
-			case <-ctx.Done():
+			case <-rctx.Done():
 				return
 			case <-t.C:
 				if err := g.rotateTicketKeys(); err != nil {

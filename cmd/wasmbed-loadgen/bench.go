@@ -60,19 +60,11 @@ type figures struct {
 // bench runs the fleet scenarios at each size, runs times, and prints the
 // medians as Markdown rows.
 func bench(ctx context.Context, b benchFlags, out, logw io.Writer) error {
-	work := b.work
-	if work == "" {
-		d, err := os.MkdirTemp("", "wasmbed-loadgen-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(d)
-		work = d
-	}
-	self, err := os.Executable()
+	work, self, cleanup, err := workDir(b.work, "wasmbed-loadgen-")
 	if err != nil {
 		return err
 	}
+	defer cleanup()
 	results := map[int][]figures{}
 	for _, n := range b.sizes {
 		for run := 1; run <= b.runs; run++ {
@@ -115,6 +107,22 @@ func bench(ctx context.Context, b benchFlags, out, logw io.Writer) error {
 			m(func(f figures) float64 { return ms(f.stormP99) }), m(func(f figures) float64 { return ms(f.stormMax) }))
 	}
 	return nil
+}
+
+// workDir is the work directory given, or a temporary one that cleanup
+// removes, and this binary's path, which the load processes run.
+func workDir(given, prefix string) (work, self string, cleanup func(), err error) {
+	cleanup = func() {}
+	if self, err = os.Executable(); err != nil {
+		return "", "", cleanup, err
+	}
+	if given != "" {
+		return given, self, cleanup, nil
+	}
+	if work, err = os.MkdirTemp("", prefix); err != nil {
+		return "", "", cleanup, err
+	}
+	return work, self, func() { os.RemoveAll(work) }, nil
 }
 
 // benchWasmbed starts wasmbedd, enrolls n devices from a process of their

@@ -225,15 +225,8 @@ func holdMQTT(ctx context.Context, m mqttFlags, out io.Writer) error {
 
 // report prints stats every second until ctx ends.
 func report(ctx context.Context, s *loadgen.Stats, out io.Writer) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, time.Second, func() {
 		fmt.Fprintf(out, "online=%d sessions=%d failures=%d heartbeats=%d installed=%d\n",
 			s.Online.Load(), s.Sessions.Load(), s.Failures.Load(), s.Heartbeats.Load(), s.Installed.Load())
-	}
+	})
 }

@@ -52,19 +52,11 @@ type soakSample struct {
 // soak runs the soak and prints what it saw: every sample, the
 // rollouts, and the hostile connections opened.
 func soak(ctx context.Context, s soakFlags, out, logw io.Writer) error {
-	work := s.work
-	if work == "" {
-		d, err := os.MkdirTemp("", "wasmbed-soak-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(d)
-		work = d
-	}
-	self, err := os.Executable()
+	work, self, cleanup, err := workDir(s.work, "wasmbed-soak-")
 	if err != nil {
 		return err
 	}
+	defer cleanup()
 	d, err := startWasmbedd(ctx, s.wasmbedd, filepath.Join(work, "daemon"), freeAddr(), freeAddr(), logw)
 	if err != nil {
 		return err

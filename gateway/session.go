@@ -42,6 +42,7 @@ type session struct {
 	conn   *protocol.Conn
 	device string
 	serial *big.Int
+	uid    string // the Device UID the certificate is bound to (pki.DeviceUID)
 	// reconcile runs one reconcile pass; set once the session is up.
 	reconcile func()
 	// authenticated gives back the connection's pending slot at hello.
@@ -212,13 +213,14 @@ func (g *Gateway) handle(ctx context.Context, nc net.Conn) {
 			return
 		}
 	}
+	uid := pki.DeviceUID(leaf)
 	s := &session{
-		g: g, conn: conn, device: device, serial: leaf.SerialNumber,
+		g: g, conn: conn, device: device, serial: leaf.SerialNumber, uid: uid,
 		apps: make(map[string]protocol.AppInfo),
 		info: SessionInfo{
 			Device: device, Remote: nc.RemoteAddr().String(),
 			CertSerial: fmt.Sprintf("%x", leaf.SerialNumber), CertExpiry: leaf.NotAfter,
-			DeviceUID: pki.DeviceUID(leaf), Resumed: state.DidResume,
+			DeviceUID: uid, Resumed: state.DidResume,
 		},
 	}
 	s.authenticated = authenticated
@@ -385,7 +387,7 @@ func (s *session) dispatch(m *protocol.Message, log *slog.Logger) error {
 		return nil
 	case *protocol.RenewRequest:
 		// The renewed certificate is bound to the Device this one is.
-		cert, err := g.cfg.Authority.SignDeviceCSRFor(s.device, s.snapshot().DeviceUID, b.CSR)
+		cert, err := g.cfg.Authority.SignDeviceCSRFor(s.device, s.uid, b.CSR)
 		if err != nil {
 			return s.conn.ReplyError(m, protocol.Errorf(protocol.CodeBadRequest, "renew: %v", err))
 		}
